@@ -1,0 +1,38 @@
+# The two commands at the top of the README. Each creates .venv with the system python3
+# when it is missing, installs the project into it, and runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+BENCH ?=
+
+.PHONY: demo test bench lint format docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/signalbox demo
+
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check signalbox tests benchmarks
+	$(BIN)/ruff format --check signalbox tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix signalbox tests benchmarks
+	$(BIN)/ruff format signalbox tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH)
+
+docs: $(STAMP)
+	$(BIN)/signalbox docs
+
+clean:
+	rm -rf $(VENV) .signalbox

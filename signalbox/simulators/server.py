@@ -1,0 +1,229 @@
+"""A small threaded HTTP server on 127.0.0.1 that every API simulator builds on.
+
+It gives each simulator a route table, a request log (tests count requests with it),
+and the fault switches every source must survive: a 5xx rate, slow answers, the next N
+answers failing with a status, and the next N bodies truncated mid-JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)  # named groups of the route
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def args(self, name: str) -> list[str]:
+        return self.query.get(name, [])
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(self.body.decode()).items()}
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(
+        cls, payload: Any, status: int = 200, content_type: str = "application/json", **headers
+    ):
+        return cls(
+            status,
+            json.dumps(payload, ensure_ascii=False).encode(),
+            {"Content-Type": content_type, **headers},
+        )
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int
+    at: float
+
+
+@dataclass
+class Faults:
+    """Switches tests and the demo flip at run time."""
+
+    error_rate: float = 0.0  # fraction of requests answered with a 5xx
+    error_status: int = 503
+    slow_seconds: float = 0.0  # added to every answer
+    fail_next: list[int] = field(default_factory=list)  # statuses for the next answers
+    truncate_next: int = 0  # the next N 2xx bodies are cut in half
+    seed: int = 7
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+
+
+Handler = Callable[[Request], Response]
+
+
+class SimulatorServer:
+    """Start with `start()` or as a context manager; `url` is the base URL."""
+
+    name = "simulator"
+
+    def __init__(self, port: int = 0, faults: Faults | None = None):
+        self.faults = faults or Faults()
+        self.requests: list[RequestRecord] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._lock = threading.Lock()
+        self._port = port
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- routes
+
+    def add_route(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method.upper(), re.compile(f"^{pattern}$"), handler))
+
+    def count(self, path_prefix: str = "", method: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if r.path.startswith(path_prefix) and (method is None or r.method == method)
+            )
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # -- lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError(f"{self.name} is not running")
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SimulatorServer:
+        if self._httpd is not None:
+            return self
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name=f"{self.name}-http", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- dispatch
+
+    def dispatch(self, request: Request) -> Response:
+        faults = self.faults
+        if faults.slow_seconds:
+            time.sleep(faults.slow_seconds)
+        with self._lock:
+            forced = faults.fail_next.pop(0) if faults.fail_next else None
+            random_error = faults.error_rate and faults._rng.random() < faults.error_rate
+        if forced is not None:
+            return Response.json({"error": "injected fault"}, status=forced)
+        if random_error:
+            return Response.json({"error": "injected fault"}, status=faults.error_status)
+        for method, pattern, handler in self._routes:
+            match = pattern.match(request.path)
+            if match and method == request.method:
+                request.params = match.groupdict()
+                response = handler(request)
+                break
+        else:
+            response = Response.json({"error": "not found", "path": request.path}, status=404)
+        if response.status < 300:
+            with self._lock:
+                truncate = faults.truncate_next > 0
+                if truncate:
+                    faults.truncate_next -= 1
+            if truncate:
+                response.body = response.body[: max(1, len(response.body) // 2)]
+        return response
+
+    def _handler_class(self):
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self):
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = Request(
+                    method=self.command,
+                    path=parts.path,
+                    query=parse_qs(parts.query, keep_blank_values=True),
+                    headers={k: v for k, v in self.headers.items()},
+                    body=body,
+                )
+                try:
+                    response = server.dispatch(request)
+                except Exception as exc:  # a simulator bug must look like a 500, not hang
+                    response = Response.json({"error": f"simulator error: {exc!r}"}, status=500)
+                with server._lock:
+                    server.requests.append(
+                        RequestRecord(
+                            request.method,
+                            request.path,
+                            request.query,
+                            response.status,
+                            time.time(),
+                        )
+                    )
+                self.send_response(response.status)
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                self.wfile.write(response.body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+            def log_message(self, *args):  # quiet: the request log is in `server.requests`
+                pass
+
+        return _Handler
