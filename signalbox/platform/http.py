@@ -197,6 +197,16 @@ class HttpStats:
     statuses: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class JsonResponse:
+    body: Any
+    response: requests.Response
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.response.headers
+
+
 class AuthProvider:
     """Adds credentials to requests; `invalidate()` after a 401 forces fresh ones."""
 
@@ -254,9 +264,9 @@ class HttpClient:
         return redact_text(text, secrets)
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self.request_json("GET", path, params=params)
+        return self.fetch_json("GET", path, params=params).body
 
-    def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def fetch_json(self, method: str, path: str, **kwargs: Any) -> JsonResponse:
         """Send, retrying transient failures, and decode a JSON body.
 
         A body that is not valid JSON is retried like a transient fault (a cut
@@ -266,12 +276,12 @@ class HttpClient:
         for attempt in range(self.retry.max_attempts):
             response = self.request(method, path, **kwargs)
             try:
-                return json.loads(response.content)
+                return JsonResponse(json.loads(response.content), response)
             except ValueError as exc:
                 last_error = self._error(
                     ApiResponseError,
                     method,
-                    response.url,
+                    self._shown_url(response.url, None),
                     f"malformed JSON ({exc}); body starts {response.content[:80]!r}",
                     response.status_code,
                     attempt + 1,
@@ -292,8 +302,10 @@ class HttpClient:
         json_body: Any = None,
         files: Any = None,
         headers: Mapping[str, str] | None = None,
+        authenticate: bool = True,
     ) -> requests.Response:
         """One logical request: returns a 2xx response or raises an ApiError subclass."""
+        auth = self.auth if authenticate else None
         url = self.url(path)
         attempts = 0
         rate_waits = 0
@@ -302,8 +314,8 @@ class HttpClient:
             attempts += 1
             self.rate_limiter.acquire()
             request_headers = dict(headers or {})
-            if self.auth:
-                request_headers.update(self.auth.headers(self))
+            if auth:
+                request_headers.update(auth.headers(self))
             shown = self._shown_url(url, params)
             try:
                 self.stats.requests += 1
@@ -331,9 +343,9 @@ class HttpClient:
             self.rate_limiter.observe(response.headers)
             if status < 400:
                 return response
-            if status == 401 and self.auth and not auth_retried:
+            if status == 401 and auth and not auth_retried:
                 auth_retried = True
-                self.auth.invalidate()
+                auth.invalidate()
                 self.log.info(f"{self.source}: 401 on {shown}; fetching fresh credentials")
                 continue
             if status == 429:

@@ -1,0 +1,1 @@
+"""Support mailbox (Help Scout): raw conversations -> dbt staging -> marts."""

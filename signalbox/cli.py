@@ -1,0 +1,188 @@
+"""`signalbox` command line: the demo, the dbt docs site, and the UI.
+
+    signalbox demo          start the local stack, materialize everything once, serve the UI
+    signalbox demo --once   the same without the UI: print a status table, exit 1 on failure
+    signalbox docs          generate the dbt docs and serve them on 127.0.0.1:8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import requests
+
+from signalbox.platform.settings import PROJECT_ROOT
+from signalbox.stack import local_stack
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="signalbox", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="materialize the asset graph on the local stack")
+    demo.add_argument("--once", action="store_true", help="no UI: print statuses and exit")
+    demo.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    docs = commands.add_parser("docs", help="generate and serve the dbt docs")
+    docs.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return run_demo(once=args.once, port=args.port)
+    if args.command == "docs":
+        return run_docs(port=args.port)
+    return 2
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def run_demo(once: bool, port: int = 3000) -> int:
+    started = time.monotonic()
+    with local_stack() as stack:
+        for name, url in stack.services.items():
+            print(f"  {name}: {_shown(url)}")
+        ok = materialize_all()
+        print(f"demo: materialized in {time.monotonic() - started:.0f}s")
+        if once:
+            return 0 if ok else 1
+        ui = start_ui(port)
+        try:
+            wait_for_ui(port, ui)
+            print(f"\nDagster UI: http://127.0.0.1:{port}   (Ctrl-C stops everything)")
+            ui.wait()
+        except KeyboardInterrupt:
+            print("\nstopping...")
+        finally:
+            stop_process_group(ui)
+    return 0 if ok else 1
+
+
+def materialize_all() -> bool:
+    """One in-process run of every asset and check; prints a status line for each."""
+    import dagster as dg
+
+    from signalbox.platform.dbt import prepare_projects
+
+    prepare_projects()
+    from signalbox.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    materialized = {
+        event.asset_key: event.step_materialization_data.materialization
+        for event in result.get_asset_materialization_events()
+    }
+    checks = result.get_asset_check_evaluations()
+    planned = sorted(defs.resolve_asset_graph().materializable_asset_keys, key=str)
+    failed = False
+    print(f"\n{'asset':<60} {'status':<12} rows")
+    for key in planned:
+        materialization = materialized.get(key)
+        if materialization is None:
+            failed = True
+            print(f"{key.to_user_string():<60} {'FAILED':<12} -")
+            continue
+        rows = materialization.metadata.get("dagster/row_count")
+        print(f"{key.to_user_string():<60} {'ok':<12} {rows.value if rows else '-'}")
+    print(f"\n{'check':<80} status")
+    for check in sorted(checks, key=lambda c: (str(c.asset_key), c.check_name)):
+        status = "passed" if check.passed else f"FAILED ({check.severity.value.lower()})"
+        name = f"{check.asset_key.to_user_string()}:{check.check_name}"
+        print(f"{name:<80} {status}")
+    for failure in result.get_step_failure_events():
+        print(f"\nstep {failure.step_key} failed: {failure.event_specific_data.error.message}")
+    return result.success and not failed
+
+
+# --------------------------------------------------------------------------- UI
+
+
+def start_ui(port: int) -> subprocess.Popen:
+    """`dagster dev` in its own process group, with default signal handlers."""
+    dagster = Path(sys.executable).with_name("dagster")
+    return subprocess.Popen(
+        [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+        start_new_session=True,
+        preexec_fn=_default_signals,
+    )
+
+
+def wait_for_ui(port: int, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dagster dev exited with {process.returncode}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the Dagster UI did not answer on port {port} in {timeout:.0f}s")
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def run_docs(port: int = 8080) -> int:
+    from signalbox.platform.dbt import warehouse_project
+    from signalbox.platform.warehouse import WarehouseResource
+
+    with local_stack():
+        os.environ.update(WarehouseResource(url=os.environ["SIGNALBOX_WAREHOUSE_URL"]).dbt_env())
+        dbt = str(Path(sys.executable).with_name("dbt"))
+        project = str(warehouse_project.project_dir)
+        subprocess.run(
+            [dbt, "docs", "generate", "--project-dir", project, "--profiles-dir", project],
+            check=True,
+        )
+        print(f"\ndbt docs: http://127.0.0.1:{port}   (Ctrl-C stops)")
+        server = subprocess.Popen(
+            [dbt, "docs", "serve", "--project-dir", project, "--profiles-dir", project,
+             "--host", "127.0.0.1", "--port", str(port), "--no-browser"],
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )  # fmt: skip
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop_process_group(server)
+    return 0
+
+
+def _shown(url: str) -> str:
+    from signalbox.platform.http import redact_url
+
+    return redact_url(url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

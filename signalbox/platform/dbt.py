@@ -1,0 +1,53 @@
+"""The dbt projects signalbox runs, and how their nodes map onto Dagster assets.
+
+One dbt invocation talks to one engine, so each engine has its own project under
+`dbt_project/`. Kept in its own small module: `dagster-dbt project prepare-and-package`
+and the CLI import it to build the manifests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+
+from signalbox.platform.settings import DBT_ROOT
+
+warehouse_project = DbtProject(
+    project_dir=DBT_ROOT / "warehouse",
+    profiles_dir=DBT_ROOT / "warehouse",
+)
+warehouse_project.prepare_if_dev()
+
+PROJECTS = [warehouse_project]
+
+
+def prepare_projects() -> None:
+    """Parse every dbt project so its manifest exists (the CLI and tests call this)."""
+    for project in PROJECTS:
+        project.preparer.prepare(project)
+
+
+class SignalboxDbtTranslator(DagsterDbtTranslator):
+    """Keys are `[schema, model]` (dbt's default with folder schemas); sources link to the
+    raw Python assets through `meta.dagster.asset_key`; the group is the domain folder
+    (`models/<layer>/<domain>/...`, mapped by `meta.dagster.group` in dbt_project.yml)."""
+
+    def __init__(self):
+        super().__init__(DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        group = super().get_group_name(dbt_resource_props)
+        if group:
+            return group
+        meta = (dbt_resource_props.get("config") or {}).get("meta") or {}
+        return (meta.get("dagster") or {}).get("group")
+
+    def get_automation_condition(self, dbt_resource_props):  # scheduled by jobs, not eagerly
+        return None
+
+
+def dbt_group_keys(dbt_assets: dg.AssetsDefinition, group: str) -> list[dg.AssetKey]:
+    return [key for key, name in dbt_assets.group_names_by_key.items() if name == group]

@@ -1,0 +1,34 @@
+"""Every resource, configured from the environment (`EnvVar`: values never enter run config).
+
+Unset optional variables fall back to the embedded engines; see README for the list.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from signalbox.assets.mailbox.helpscout import HelpScoutResource
+from signalbox.platform.dbt import warehouse_project
+from signalbox.platform.warehouse import WarehouseResource
+
+
+def from_env(**fields: str) -> dict[str, dg.EnvVar]:
+    """`field=VARIABLE` pairs -> `{field: EnvVar(VARIABLE)}` for the variables that are set;
+    fields whose variable is unset keep their defaults."""
+    return {field: dg.EnvVar(var) for field, var in fields.items() if os.environ.get(var)}
+
+
+def build_resources() -> dict[str, Any]:
+    return {
+        "warehouse": WarehouseResource(**from_env(url="SIGNALBOX_WAREHOUSE_URL")),
+        "warehouse_dbt": DbtCliResource(project_dir=warehouse_project),
+        "helpscout": HelpScoutResource(
+            client_id=dg.EnvVar("HELPSCOUT_CLIENT_ID"),
+            client_secret=dg.EnvVar("HELPSCOUT_CLIENT_SECRET"),
+            **from_env(base_url="HELPSCOUT_BASE_URL", backfill_start="HELPSCOUT_BACKFILL_START"),
+        ),
+    }

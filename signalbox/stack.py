@@ -1,0 +1,75 @@
+"""The local stack the CLI and tests run on: embedded engines plus API simulators.
+
+For every service whose production variable is unset, a local stand-in is started and
+the variable is pointed at it (in `os.environ`, so `dagster dev` and its subprocesses
+inherit it). Everything started here is stopped here, in reverse order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from signalbox.platform.embedded import embedded_postgres
+from signalbox.platform.settings import dagster_home, signalbox_home
+
+DEMO_HELPSCOUT_CLIENT_ID = "signalbox-demo"
+DEMO_HELPSCOUT_SECRET = "demo-secret"  # the simulator's own credential, not a real secret
+
+
+@dataclass
+class LocalStack:
+    home: Path
+    services: dict[str, str] = field(default_factory=dict)  # name -> URL, for people
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def set_default(self, name: str, value: str) -> None:
+        os.environ.setdefault(name, value)
+
+    def stop(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"warning: stopping a local service failed: {exc}")
+
+
+@contextmanager
+def local_stack(demo_backfill_days: int = 45) -> Iterator[LocalStack]:
+    """Start what production variables do not point elsewhere; stop it on exit."""
+    home = signalbox_home()
+    os.environ["SIGNALBOX_HOME"] = str(home)
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    stack = LocalStack(home)
+    try:
+        if not os.environ.get("SIGNALBOX_WAREHOUSE_URL"):
+            server = embedded_postgres()
+            was_running = server.running_port() is not None
+            url = server.start()
+            if not was_running:
+                stack._stops.append(server.stop)
+            os.environ["SIGNALBOX_WAREHOUSE_URL"] = url
+            stack.services["warehouse (embedded PostgreSQL)"] = url
+        if not os.environ.get("HELPSCOUT_BASE_URL"):
+            from signalbox.simulators.helpscout import HelpScoutSimulator
+
+            simulator = HelpScoutSimulator(
+                client_id=DEMO_HELPSCOUT_CLIENT_ID,
+                client_secret=DEMO_HELPSCOUT_SECRET,
+                rate_limit_per_minute=800,
+            ).start()
+            stack._stops.append(simulator.stop)
+            os.environ["HELPSCOUT_BASE_URL"] = simulator.url
+            os.environ["HELPSCOUT_CLIENT_ID"] = DEMO_HELPSCOUT_CLIENT_ID
+            os.environ["HELPSCOUT_CLIENT_SECRET"] = DEMO_HELPSCOUT_SECRET
+            start = (datetime.now(UTC) - timedelta(days=demo_backfill_days)).date()
+            os.environ.setdefault("HELPSCOUT_BACKFILL_START", start.isoformat())
+            stack.services["Help Scout simulator"] = simulator.url
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,179 @@
+"""The shared HTTP client against a real local HTTP server with injected faults."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from signalbox.platform.embedded.ports import free_port
+from signalbox.platform.http import (
+    ApiConnectionError,
+    ApiHttpError,
+    ApiResponseError,
+    ApiTimeoutError,
+    AuthProvider,
+    HttpClient,
+    RateLimiter,
+    RetryPolicy,
+    redact_url,
+)
+from signalbox.simulators.server import Faults, Response, SimulatorServer
+
+FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)
+
+
+@pytest.fixture
+def server():
+    sim = SimulatorServer()
+    sim.add_route("GET", "/ok", lambda r: Response.json({"ok": True, "q": r.arg("apikey")}))
+    sim.add_route("GET", "/big", lambda r: Response.json({"blob": "x" * 5000}))
+    state = {"remaining": 3}
+
+    def limited(request):
+        state["remaining"] -= 1
+        if state["remaining"] < 0:
+            state["remaining"] = 3
+            return Response.json({"error": "slow down"}, status=429, **{"Retry-After": "1"})
+        return Response.json({"ok": True})
+
+    sim.add_route("GET", "/limited", limited)
+    sim.add_route(
+        "GET",
+        "/paced",
+        lambda r: Response.json(
+            {"ok": True}, **{"X-RateLimit-Limit-Minute": "600", "X-RateLimit-Remaining-Minute": "9"}
+        ),
+    )
+    sim.add_route(
+        "GET",
+        "/secure",
+        lambda r: (
+            Response.json({"ok": True})
+            if r.headers.get("Authorization") == "Bearer good"
+            else Response.json({"error": "expired"}, status=401)
+        ),
+    )
+    with sim:
+        yield sim
+
+
+def client(server, **kwargs) -> HttpClient:
+    kwargs.setdefault("retry", FAST)
+    return HttpClient(server.url, "test", seed=1, **kwargs)
+
+
+def test_retries_5xx_then_succeeds(server):
+    server.faults.fail_next = [503, 500]
+    http = client(server)
+    assert http.get_json("/ok") == {"ok": True, "q": None}
+    assert http.stats.retries == 2
+    assert server.count("/ok") == 3
+
+
+def test_gives_up_after_max_attempts_with_a_clear_redacted_error(server):
+    server.faults.fail_next = [502] * 10
+    http = client(server)
+    with pytest.raises(ApiHttpError) as err:
+        http.get_json("/ok", {"apikey": "TOPSECRET123", "page": 2})
+    message = str(err.value)
+    assert err.value.status == 502 and err.value.attempts == 4
+    assert "TOPSECRET123" not in message
+    assert "/ok?apikey=***&page=2" in message and "test:" in message
+
+
+def test_client_errors_are_not_retried(server):
+    http = client(server)
+    with pytest.raises(ApiHttpError) as err:
+        http.get_json("/missing")
+    assert err.value.status == 404 and server.count("/missing") == 1
+
+
+def test_429_waits_for_retry_after_and_does_not_count_as_attempt(server):
+    http = client(server, retry=RetryPolicy(max_attempts=1))
+    started = time.monotonic()
+    for _ in range(4):
+        http.get_json("/limited")
+    assert http.stats.rate_limited == 1
+    assert time.monotonic() - started >= 0.95
+
+
+def test_timeouts_are_retried_then_raised(server):
+    server.faults.slow_seconds = 0.5
+    http = client(server, timeout=(1, 0.1), retry=RetryPolicy(max_attempts=2, backoff_base=0.01))
+    with pytest.raises(ApiTimeoutError) as err:
+        http.get_json("/ok")
+    assert err.value.attempts == 2
+
+
+def test_truncated_json_is_retried_then_reported(server):
+    server.faults.truncate_next = 1
+    http = client(server)
+    assert http.get_json("/ok")["ok"] is True
+    server.faults.truncate_next = 10
+    with pytest.raises(ApiResponseError, match="malformed JSON"):
+        http.get_json("/ok")
+
+
+def test_oversized_response_is_refused(server):
+    http = client(server, max_response_bytes=1000)
+    with pytest.raises(ApiResponseError, match="exceeds"):
+        http.get_json("/big")
+
+
+def test_pacing_follows_the_servers_rate_limit_header(server):
+    http = client(server)
+    http.get_json("/paced")  # learns 600/min -> ~0.1 s apart
+    started = time.monotonic()
+    for _ in range(6):
+        http.get_json("/paced")
+    assert http.rate_limiter.per_minute == 600
+    assert time.monotonic() - started >= 0.5
+
+
+def test_rate_limiter_spaces_calls_evenly():
+    limiter = RateLimiter(per_minute=1200, headroom=1.0)
+    started = time.monotonic()
+    for _ in range(5):
+        limiter.acquire()
+    assert 0.19 <= time.monotonic() - started < 0.5
+
+
+def test_401_refreshes_credentials_once(server):
+    class Rotating(AuthProvider):
+        def __init__(self):
+            self.token = "stale"
+            self.invalidated = 0
+
+        def headers(self, client):
+            return {"Authorization": f"Bearer {self.token}"}
+
+        def invalidate(self):
+            self.invalidated += 1
+            self.token = "good"
+
+    auth = Rotating()
+    http = client(server, auth=auth)
+    assert http.get_json("/secure") == {"ok": True}
+    assert auth.invalidated == 1
+    auth.token = "bad"
+    auth.invalidate = lambda: None  # a credential that stays bad
+    with pytest.raises(ApiHttpError) as err:
+        http.get_json("/secure")
+    assert err.value.status == 401
+
+
+def test_connection_refused_is_a_connection_error():
+    http = HttpClient(f"http://127.0.0.1:{free_port()}", "nowhere", retry=FAST)
+    with pytest.raises(ApiConnectionError, match="nowhere"):
+        http.get_json("/x")
+
+
+def test_redact_url_hides_secret_params_and_values():
+    url = redact_url("http://h/bot123:ABC/send?token=t0k3n&page=1", ["123:ABC"])
+    assert "t0k3n" not in url and "123:ABC" not in url and "page=1" in url
+
+
+def test_faults_error_rate_is_seeded():
+    a, b = Faults(error_rate=0.5, seed=3), Faults(error_rate=0.5, seed=3)
+    assert [a._rng.random() for _ in range(5)] == [b._rng.random() for _ in range(5)]
