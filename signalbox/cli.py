@@ -1,8 +1,8 @@
 """`signalbox` command line: the demo, the dbt docs site, and the UI.
 
-    signalbox demo          start the local stack, materialize everything once, serve the UI
-    signalbox demo --once   the same without the UI: print a status table, exit 1 on failure
-    signalbox docs          generate the dbt docs and serve them on 127.0.0.1:8080
+signalbox demo          start the local stack, materialize everything once, serve the UI
+signalbox demo --once   the same without the UI: print a status table, exit 1 on failure
+signalbox docs          generate the dbt docs and serve them on 127.0.0.1:8080
 """
 
 from __future__ import annotations

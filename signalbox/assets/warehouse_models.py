@@ -4,8 +4,6 @@ dbt tests become asset checks; row counts of the built tables become metadata. S
 point at the raw Python assets (meta.dagster.asset_key), so lineage is one graph.
 """
 
-from __future__ import annotations
-
 import os
 
 import dagster as dg

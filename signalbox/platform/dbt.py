@@ -7,13 +7,22 @@ and the CLI import it to build the manifests.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
 from signalbox.platform.settings import DBT_ROOT
+
+# dagster-dbt runs `dbt` from PATH: make the one installed beside this interpreter win,
+# even when the virtualenv is not activated (the Makefile calls .venv/bin/* directly).
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join([_BIN, os.environ.get("PATH", "")])
 
 warehouse_project = DbtProject(
     project_dir=DBT_ROOT / "warehouse",

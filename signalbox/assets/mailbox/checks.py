@@ -1,7 +1,5 @@
 """Checks on the raw Help Scout assets: reconciliation with the API, and freshness."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 import dagster as dg

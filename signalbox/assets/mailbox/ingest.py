@@ -2,9 +2,9 @@
 
 Conversation objects carry no `modifiedAt` (API 2.0), so the high-water mark is the
 server time at the start of the last *complete* crawl. The next crawl asks for
-`modifiedSince = mark - overlap`; every page commits on its own, and the mark only
-advances after the last page is stored, so a failure mid-crawl repeats work but never
-skips a change.
+`modifiedSince = mark - overlap`; pages are stored in transactions of whole pages
+(about `batch_rows` rows), and the mark only advances after the last page is stored, so
+a failure mid-crawl repeats work but never skips a change.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def crawl_conversations(
     backfill_start: datetime,
     overlap: timedelta = timedelta(minutes=10),
     on_page: Callable[[int, int], None] | None = None,
+    batch_rows: int = 500,
 ) -> CrawlResult:
     """Fetch every conversation changed since the mark and upsert it, page by page."""
     with warehouse.connect() as conn, conn.cursor() as cur:
@@ -86,25 +87,34 @@ def crawl_conversations(
             "no Help Scout mailboxes stored: materialize raw/helpscout_mailboxes first"
         )
 
+    buffer: list[tuple[int, int, dict[str, Any]]] = []
+
+    def flush(conn) -> None:
+        with conn.cursor() as cur:
+            counts = CONVERSATIONS.upsert(cur, buffer)
+        conn.commit()  # a batch of whole pages, one transaction
+        buffer.clear()
+        result.received += counts.received
+        result.inserted += counts.inserted
+        result.updated += counts.updated
+
     with warehouse.connect() as conn:
         for page in client.conversation_pages(mailbox_ids, since):
             if result is None:
                 # the server's clock at the first page: later changes are >= this mark
                 started = page.server_time or datetime.now(UTC)
                 result = CrawlResult(since=since, mark=started, total_elements=page.total_elements)
-            rows = [(c["id"], c["mailboxId"], c) for c in page.conversations]
-            with conn.cursor() as cur:
-                counts = CONVERSATIONS.upsert(cur, rows)
-            conn.commit()  # one page, one transaction
+            buffer.extend((c["id"], c["mailboxId"], c) for c in page.conversations)
+            if len(buffer) >= batch_rows:
+                flush(conn)
             result.pages += 1
-            result.received += counts.received
-            result.inserted += counts.inserted
-            result.updated += counts.updated
             if len(result.preview) < 10:
                 result.preview.extend(_preview(c) for c in page.conversations[:10])
             if on_page:
                 on_page(page.number, page.total_pages)
         assert result is not None  # the API always answers page 1
+        if buffer:
+            flush(conn)
         with conn.cursor() as cur:
             write_watermark(
                 cur,

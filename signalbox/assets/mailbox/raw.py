@@ -1,7 +1,5 @@
 """Raw Help Scout assets: mailboxes and conversations (with threads), verbatim JSONB."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
