@@ -7,6 +7,7 @@ answers failing with a status, and the next N bodies truncated mid-JSON.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
 import re
@@ -117,6 +118,10 @@ class SimulatorServer:
         with self._lock:
             self.requests.clear()
 
+    def http_date(self) -> str:
+        """The `Date` header of every answer; simulators with their own clock override it."""
+        return email.utils.formatdate(time.time(), usegmt=True)
+
     # -- lifecycle
 
     @property
@@ -188,6 +193,9 @@ class SimulatorServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY the body's last
+            # segment waits ~40 ms for the client's delayed ACK on every keep-alive answer
+            disable_nagle_algorithm = True
 
             def _handle(self):
                 parts = urlsplit(self.path)
@@ -222,6 +230,11 @@ class SimulatorServer:
                 self.wfile.write(response.body)
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+            def date_time_string(self, timestamp=None):
+                if timestamp is None:
+                    return server.http_date()
+                return super().date_time_string(timestamp)
 
             def log_message(self, *args):  # quiet: the request log is in `server.requests`
                 pass
