@@ -73,7 +73,12 @@ def materialize_all() -> bool:
 
     instance = dg.DagsterInstance.get()
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        # progress (pages crawled, dbt models built) without Dagster's per-event debug lines
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
     materialized = {
         event.asset_key: event.step_materialization_data.materialization
         for event in result.get_asset_materialization_events()

@@ -27,9 +27,6 @@ class LocalStack:
     services: dict[str, str] = field(default_factory=dict)  # name -> URL, for people
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
-    def set_default(self, name: str, value: str) -> None:
-        os.environ.setdefault(name, value)
-
     def stop(self) -> None:
         while self._stops:
             stop = self._stops.pop()
@@ -62,6 +59,7 @@ def local_stack(demo_backfill_days: int = 45) -> Iterator[LocalStack]:
                 client_id=DEMO_HELPSCOUT_CLIENT_ID,
                 client_secret=DEMO_HELPSCOUT_SECRET,
                 rate_limit_per_minute=800,
+                live=True,
             ).start()
             stack._stops.append(simulator.stop)
             os.environ["HELPSCOUT_BASE_URL"] = simulator.url

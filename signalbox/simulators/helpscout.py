@@ -85,9 +85,13 @@ class HelpScoutSimulator(SimulatorServer):
         token_ttl_seconds: int = 172800,
         port: int = 0,
         faults: Faults | None = None,
+        live: bool = False,
     ):
         super().__init__(port=port, faults=faults or HelpScoutFaults())
         self.world = world or HelpScoutWorld()
+        # live: the clock follows wall time (to the minute), so the demo sees new mail
+        self.live = live
+        self._offset = timedelta(0)
         self.now = now or datetime.now(UTC).replace(second=0, microsecond=0)
         self.client_id = client_id
         self.client_secret = client_secret
@@ -109,6 +113,8 @@ class HelpScoutSimulator(SimulatorServer):
 
     @property
     def now(self) -> datetime:
+        if self.live:
+            return datetime.now(UTC).replace(second=0, microsecond=0) + self._offset
         return self._now
 
     @now.setter
@@ -116,14 +122,15 @@ class HelpScoutSimulator(SimulatorServer):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         self._now = value.astimezone(UTC)
+        self._offset = self._now - datetime.now(UTC).replace(second=0, microsecond=0)
 
     def advance(self, delta: timedelta) -> datetime:
         """Move the clock forward (or back); the new `now`."""
-        self.now = self._now + delta
-        return self._now
+        self.now = self.now + delta
+        return self.now
 
     def http_date(self) -> str:
-        return email.utils.formatdate(self._now.timestamp(), usegmt=True)
+        return email.utils.formatdate(self.now.timestamp(), usegmt=True)
 
     # -- controls for tests and benchmarks
 
@@ -134,7 +141,7 @@ class HelpScoutSimulator(SimulatorServer):
 
     def touch(self, targets: float | list[int], at: datetime | None = None) -> list[int]:
         """Change conversations at `at` (default: now); see HelpScoutWorld.touch."""
-        return self.world.touch(targets, at or self._now)
+        return self.world.touch(targets, at or self.now)
 
     @property
     def unknown_values(self) -> bool:
@@ -281,7 +288,7 @@ class HelpScoutSimulator(SimulatorServer):
         if errors:
             return _validation_error(errors)
         embed = "threads" in (request.arg("embed") or "").split(",")
-        now = self._now
+        now = self.now
         unknown = self.unknown_values
         records = self.world.select(
             now,
@@ -313,7 +320,7 @@ class HelpScoutSimulator(SimulatorServer):
     def _conversation(self, request: Request) -> Response:
         conversation_id = int(request.params["conversation_id"])
         embed = "threads" in (request.arg("embed") or "").split(",")
-        text = self.world.conversation_json(conversation_id, self._now, embed, self.unknown_values)
+        text = self.world.conversation_json(conversation_id, self.now, embed, self.unknown_values)
         if text is None:
             return _error(404, "Not Found", f"no conversation {conversation_id}")
         return Response(200, text.encode(), {"Content-Type": HAL_JSON})
