@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
+from signalbox.platform.warehouse import WarehouseResource
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +43,24 @@ def postgres(signalbox_home: Path) -> Iterator[EmbeddedPostgres]:
 @pytest.fixture(scope="session")
 def pg_url(postgres: EmbeddedPostgres) -> str:
     return postgres.url()
+
+
+@pytest.fixture(scope="session")
+def fresh_database(postgres) -> Callable[[], AbstractContextManager[WarehouseResource]]:
+    """`with fresh_database() as warehouse:` a database of its own, dropped afterwards."""
+
+    @contextmanager
+    def make() -> Iterator[WarehouseResource]:
+        name = f"test_{uuid.uuid4().hex[:10]}"
+        admin = psycopg2.connect(postgres.url(database="postgres"))
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield WarehouseResource(url=postgres.url(database=name))
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            admin.close()
+
+    return make

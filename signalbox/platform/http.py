@@ -282,7 +282,8 @@ class HttpClient:
                     ApiResponseError,
                     method,
                     self._shown_url(response.url, None),
-                    f"malformed JSON ({exc}); body starts {response.content[:80]!r}",
+                    # no excerpt of the body: it may hold a credential (token endpoints)
+                    f"malformed JSON ({exc}) in a {len(response.content)}-byte body",
                     response.status_code,
                     attempt + 1,
                 )

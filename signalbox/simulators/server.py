@@ -168,7 +168,9 @@ class SimulatorServer:
             forced = faults.fail_next.pop(0) if faults.fail_next else None
             random_error = faults.error_rate and faults._rng.random() < faults.error_rate
         if forced is not None:
-            return Response.json({"error": "injected fault"}, status=forced)
+            # an injected 429 says when to come back, like every rate limiter does
+            hint = {"Retry-After": "1"} if forced == 429 else {}
+            return Response.json({"error": "injected fault"}, status=forced, **hint)
         if random_error:
             return Response.json({"error": "injected fault"}, status=faults.error_status)
         for method, pattern, handler in self._routes:
