@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -156,31 +158,48 @@ def _default_signals() -> None:
 
 
 def run_docs(port: int = 8080) -> int:
-    from signalbox.platform.dbt import warehouse_project
-    from signalbox.platform.warehouse import WarehouseResource
-
-    with local_stack():
-        os.environ.update(WarehouseResource(url=os.environ["SIGNALBOX_WAREHOUSE_URL"]).dbt_env())
-        dbt = str(Path(sys.executable).with_name("dbt"))
-        project = str(warehouse_project.project_dir)
-        subprocess.run(
-            [dbt, "docs", "generate", "--project-dir", project, "--profiles-dir", project],
-            check=True,
+    """Generate every dbt project's docs under SIGNALBOX_HOME/docs and serve them."""
+    with local_stack() as stack:
+        site = build_docs(stack.home / "docs")
+        server = ThreadingHTTPServer(
+            ("127.0.0.1", port), partial(_QuietHandler, directory=str(site))
         )
         print(f"\ndbt docs: http://127.0.0.1:{port}   (Ctrl-C stops)")
-        server = subprocess.Popen(
-            [dbt, "docs", "serve", "--project-dir", project, "--profiles-dir", project,
-             "--host", "127.0.0.1", "--port", str(port), "--no-browser"],
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )  # fmt: skip
         try:
-            server.wait()
+            server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
-            stop_process_group(server)
+            server.server_close()
     return 0
+
+
+def build_docs(site: Path) -> Path:
+    """`dbt docs generate` for each project into site/<project>/, plus an index page."""
+    from signalbox.platform.dbt import PROJECTS, dbt_env
+
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    links = []
+    for project in PROJECTS:
+        name = project.project_dir.name
+        target = site / name
+        subprocess.run(
+            [dbt, "docs", "generate", "--project-dir", str(project.project_dir),
+             "--profiles-dir", str(project.profiles_dir), "--target-path", str(target)],
+            check=True,
+            env={**os.environ, **dbt_env(project)},
+        )  # fmt: skip
+        links.append(f'<li><a href="{name}/index.html">{name}</a></li>')
+    (site / "index.html").write_text(
+        "<!doctype html><title>signalbox dbt docs</title>"
+        "<h1>signalbox dbt projects</h1><ul>" + "".join(links) + "</ul>"
+    )
+    return site
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 def _shown(url: str) -> str:

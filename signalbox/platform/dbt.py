@@ -33,6 +33,15 @@ warehouse_project.prepare_if_dev()
 PROJECTS = [warehouse_project]
 
 
+def dbt_env(project: DbtProject) -> dict[str, str]:
+    """Connection variables the project's profiles.yml reads, for the configured engine."""
+    from signalbox.platform.warehouse import WarehouseResource
+
+    if project is warehouse_project:
+        return WarehouseResource(url=os.environ.get("SIGNALBOX_WAREHOUSE_URL")).dbt_env()
+    raise ValueError(f"no engine known for dbt project {project.project_dir}")
+
+
 def prepare_projects() -> None:
     """Parse every dbt project so its manifest exists (the CLI and tests call this)."""
     for project in PROJECTS:

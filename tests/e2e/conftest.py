@@ -1,0 +1,96 @@
+"""Run the real `signalbox` CLI in a subprocess on a fresh SIGNALBOX_HOME; at the end
+send Ctrl-C (SIGINT) and require that every process it started is gone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from signalbox.platform.settings import PROJECT_ROOT
+
+PRODUCTION_VARIABLES = [
+    "SIGNALBOX_WAREHOUSE_URL",
+    "HELPSCOUT_BASE_URL",
+    "HELPSCOUT_CLIENT_ID",
+    "HELPSCOUT_CLIENT_SECRET",
+    "DAGSTER_HOME",
+]
+
+
+def started_by(home: str) -> list[psutil.Process]:
+    """Processes whose environment carries this SIGNALBOX_HOME (all the CLI started)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("SIGNALBOX_HOME") == home:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@dataclass
+class CliRun:
+    home: Path
+    process: subprocess.Popen
+    log: Path
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log.read_text():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"signalbox exited early:\n{self.output()}")
+            time.sleep(1)
+        raise AssertionError(f"no '{text}' after {timeout:.0f}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text()[-4000:]
+
+
+@pytest.fixture
+def run_cli() -> Iterator:
+    runs: list[CliRun] = []
+
+    def start(*args: str, **extra_env: str) -> CliRun:
+        home = Path(tempfile.mkdtemp(prefix="signalbox-e2e-", dir="/tmp"))
+        home.chmod(0o755)
+        env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_VARIABLES}
+        env.update(SIGNALBOX_HOME=str(home), **extra_env)
+        log = home / "cli.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("signalbox")), *args],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        runs.append(CliRun(home, process, log))
+        return runs[-1]
+
+    yield start
+
+    for run in runs:
+        run.process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        try:
+            run.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            run.process.kill()
+            raise
+        deadline = time.monotonic() + 30
+        while started_by(str(run.home)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert started_by(str(run.home)) == [], run.output()
+        assert not (run.home / "postgres" / "postmaster.pid").exists()
