@@ -8,10 +8,12 @@ BENCH ?=
 
 .PHONY: demo test bench lint format docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/dbt-chdb/pyproject.toml plugins/dbt-chdb/dbt/adapters/chdb/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# dbt finds adapters in the dbt.adapters namespace: install the chDB one non-editable
+	$(BIN)/python -m pip install --quiet ./plugins/dbt-chdb
 	touch $(STAMP)
 
 demo: $(STAMP)

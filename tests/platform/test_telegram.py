@@ -276,6 +276,8 @@ def test_wrong_token_error_never_shows_the_token(sim):
 
 def test_token_never_in_captured_logs(sim, caplog):
     caplog.set_level(logging.DEBUG)
+    # explicitly: clickhouse-connect, once imported, sets urllib3's logger to WARNING
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     res = resource(sim)
     sim.faults.fail_next = [503]
     res.send_message("logged")
