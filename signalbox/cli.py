@@ -176,19 +176,20 @@ def run_docs(port: int = 8080) -> int:
 
 def build_docs(site: Path) -> Path:
     """`dbt docs generate` for each project into site/<project>/, plus an index page."""
-    from signalbox.platform.dbt import PROJECTS, dbt_env
+    from signalbox.platform.dbt import PROJECTS, dbt_connection
 
     dbt = str(Path(sys.executable).with_name("dbt"))
     links = []
     for project in PROJECTS:
         name = project.project_dir.name
         target = site / name
-        subprocess.run(
-            [dbt, "docs", "generate", "--project-dir", str(project.project_dir),
-             "--profiles-dir", str(project.profiles_dir), "--target-path", str(target)],
-            check=True,
-            env={**os.environ, **dbt_env(project)},
-        )  # fmt: skip
+        with dbt_connection(project) as env:
+            subprocess.run(
+                [dbt, "docs", "generate", "--project-dir", str(project.project_dir),
+                 "--profiles-dir", str(project.profiles_dir), "--target-path", str(target)],
+                check=True,
+                env={**os.environ, **env},
+            )  # fmt: skip
         links.append(f'<li><a href="{name}/index.html">{name}</a></li>')
     (site / "index.html").write_text(
         "<!doctype html><title>signalbox dbt docs</title>"

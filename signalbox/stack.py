@@ -19,6 +19,8 @@ from signalbox.platform.settings import dagster_home, signalbox_home
 
 DEMO_HELPSCOUT_CLIENT_ID = "signalbox-demo"
 DEMO_HELPSCOUT_SECRET = "demo-secret"  # the simulator's own credential, not a real secret
+DEMO_TELEGRAM_TOKEN = "123456:signalbox-demo"  # the simulator's, not a real bot's
+DEMO_TELEGRAM_CHAT = "-1001000000001"  # the on-call group in the simulator
 
 
 @dataclass
@@ -68,6 +70,17 @@ def local_stack(demo_backfill_days: int = 45) -> Iterator[LocalStack]:
             start = (datetime.now(UTC) - timedelta(days=demo_backfill_days)).date()
             os.environ.setdefault("HELPSCOUT_BACKFILL_START", start.isoformat())
             stack.services["Help Scout simulator"] = simulator.url
+        if not os.environ.get("SIGNALBOX_CLICKHOUSE_URL"):
+            stack.services["event store (embedded chDB)"] = str(home / "clickhouse")
+        if not os.environ.get("TELEGRAM_BOT_TOKEN"):
+            from signalbox.simulators.telegram import TelegramSimulator
+
+            chat = TelegramSimulator(token=DEMO_TELEGRAM_TOKEN).start()
+            stack._stops.append(chat.stop)
+            os.environ["TELEGRAM_API_URL"] = chat.url
+            os.environ["TELEGRAM_BOT_TOKEN"] = DEMO_TELEGRAM_TOKEN
+            os.environ["TELEGRAM_CHAT_ID"] = DEMO_TELEGRAM_CHAT
+            stack.services["Telegram simulator (on-call chat)"] = chat.page_url
         yield stack
     finally:
         stack.stop()

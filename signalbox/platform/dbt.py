@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,30 @@ warehouse_project = DbtProject(
 )
 warehouse_project.prepare_if_dev()
 
-PROJECTS = [warehouse_project]
+activity_project = DbtProject(
+    project_dir=DBT_ROOT / "activity",
+    profiles_dir=DBT_ROOT / "activity",
+)
+activity_project.prepare_if_dev()
+
+PROJECTS = [warehouse_project, activity_project]
 
 
-def dbt_env(project: DbtProject) -> dict[str, str]:
-    """Connection variables the project's profiles.yml reads, for the configured engine."""
+@contextmanager
+def dbt_connection(project: DbtProject) -> Iterator[dict[str, str]]:
+    """The variables the project's profiles.yml reads, for the engine the environment
+    configures; for the activity project the embedded ClickHouse is held meanwhile."""
+    from signalbox.platform.clickhouse import ClickHouseResource
     from signalbox.platform.warehouse import WarehouseResource
 
     if project is warehouse_project:
-        return WarehouseResource(url=os.environ.get("SIGNALBOX_WAREHOUSE_URL")).dbt_env()
-    raise ValueError(f"no engine known for dbt project {project.project_dir}")
+        yield WarehouseResource(url=os.environ.get("SIGNALBOX_WAREHOUSE_URL")).dbt_env()
+    elif project is activity_project:
+        clickhouse = ClickHouseResource(url=os.environ.get("SIGNALBOX_CLICKHOUSE_URL"))
+        with clickhouse.dbt_lock(f"dbt {project.project_dir.name}") as env:
+            yield env
+    else:
+        raise ValueError(f"no engine known for dbt project {project.project_dir}")
 
 
 def prepare_projects() -> None:

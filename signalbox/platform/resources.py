@@ -12,7 +12,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from signalbox.assets.mailbox.helpscout import HelpScoutResource
-from signalbox.platform.dbt import warehouse_project
+from signalbox.platform.clickhouse import ClickHouseResource
+from signalbox.platform.dbt import activity_project, warehouse_project
+from signalbox.platform.telegram import TelegramResource
 from signalbox.platform.warehouse import WarehouseResource
 
 
@@ -26,6 +28,9 @@ def build_resources() -> dict[str, Any]:
     return {
         "warehouse": WarehouseResource(**from_env(url="SIGNALBOX_WAREHOUSE_URL")),
         "warehouse_dbt": DbtCliResource(project_dir=warehouse_project),
+        "clickhouse": ClickHouseResource(**from_env(url="SIGNALBOX_CLICKHOUSE_URL")),
+        "activity_dbt": DbtCliResource(project_dir=activity_project),
+        "telegram": TelegramResource.from_env(),
         "helpscout": HelpScoutResource(
             client_id=dg.EnvVar("HELPSCOUT_CLIENT_ID"),
             client_secret=dg.EnvVar("HELPSCOUT_CLIENT_SECRET"),

@@ -13,10 +13,12 @@ def test_docs_site_serves_every_project(run_cli):
     docs.wait_for(f"dbt docs: http://127.0.0.1:{port}", timeout=240)
     base = f"http://127.0.0.1:{port}"
     index = requests.get(base, timeout=10).text
-    assert 'href="warehouse/index.html"' in index
+    assert 'href="warehouse/index.html"' in index and 'href="activity/index.html"' in index
     page = requests.get(f"{base}/warehouse/index.html", timeout=10)
     assert page.ok and "dbt" in page.text.lower()
     manifest = requests.get(f"{base}/warehouse/manifest.json", timeout=10).json()
     model = manifest["nodes"]["model.signalbox_warehouse.fct_helpscout__conversations"]
     assert model["description"] and model["columns"]["first_response_business_minutes"]
     assert requests.get(f"{base}/warehouse/catalog.json", timeout=10).ok
+    activity = requests.get(f"{base}/activity/manifest.json", timeout=10).json()
+    assert "model.signalbox_activity.activity_daily_dimensions" in activity["nodes"]
