@@ -103,16 +103,17 @@ class RateLimiter:
     """Paces requests evenly under a per-minute budget.
 
     The budget starts at `per_minute` (None: unknown) and follows the server's
-    `X-RateLimit-Limit-Minute` header once seen; requests are spaced 60/budget seconds
-    apart (times `headroom`), so a sliding one-minute window on the server never
-    overflows in steady state. `pause(seconds)` holds every request back, for 429's
+    `X-RateLimit-Limit-Minute` header once seen. Requests are spaced 60/(budget*headroom)
+    seconds apart; a caller that fell behind may catch up on `burst` slots (a token
+    bucket), so the average stays at the headroomed budget and a sliding one-minute window
+    on the server never overflows. `pause(seconds)` holds every request back, for 429's
     Retry-After.
     """
 
     def __init__(self, per_minute: float | None = None, headroom: float = 0.97):
         self.per_minute = per_minute
         self.headroom = headroom
-        self._next_at = 0.0
+        self._next_at: float | None = None
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
 
@@ -122,18 +123,29 @@ class RateLimiter:
             return 0.0
         return 60.0 / (self.per_minute * self.headroom)
 
+    @property
+    def burst(self) -> float:
+        """Slots a caller that fell behind (e.g. while storing a batch) may catch up on: the
+        headroom's share of a minute, so any 60 s window still stays within the budget."""
+        if not self.per_minute:
+            return 0.0
+        return max(1.0, self.per_minute * (1 - self.headroom))
+
     def acquire(self) -> None:
         with self._lock:
             now = time.monotonic()
+            if self._next_at is None:  # the bucket starts empty: no burst at start-up
+                self._next_at = now
             wait = max(0.0, self._next_at - now)
-            self._next_at = max(now, self._next_at) + self.interval
+            earliest = now - self.burst * self.interval
+            self._next_at = max(earliest, self._next_at) + self.interval
         if wait > 0:
             self.waited_seconds += wait
             time.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            self._next_at = max(self._next_at, time.monotonic() + seconds)
+            self._next_at = max(self._next_at or 0.0, time.monotonic() + seconds)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         limit = _header_number(headers, "X-RateLimit-Limit-Minute", "X-RateLimit-Limit")

@@ -177,3 +177,18 @@ def test_redact_url_hides_secret_params_and_values():
 def test_faults_error_rate_is_seeded():
     a, b = Faults(error_rate=0.5, seed=3), Faults(error_rate=0.5, seed=3)
     assert [a._rng.random() for _ in range(5)] == [b._rng.random() for _ in range(5)]
+
+
+def test_rate_limiter_catches_up_at_most_its_burst_after_a_stall():
+    assert RateLimiter(per_minute=6000, headroom=0.95).burst == pytest.approx(300)
+    slow = RateLimiter(per_minute=1200, headroom=0.9)  # 0.0556 s apart, burst 120 slots
+    slow.acquire()
+    time.sleep(0.3)  # a stall of ~5 slots: they may be caught up on at once
+    started = time.monotonic()
+    for _ in range(5):
+        slow.acquire()
+    assert time.monotonic() - started < 0.05
+    started = time.monotonic()
+    for _ in range(3):  # then the pace resumes
+        slow.acquire()
+    assert time.monotonic() - started >= 0.1
