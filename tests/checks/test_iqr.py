@@ -1,0 +1,629 @@
+"""IQR checks: the SQL of both engines against a pandas reference of the seed's rule on
+hundreds of random series, and the check factory end to end on chDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import psycopg2.extras
+import pytest
+
+import signalbox.checks as applied
+from signalbox.checks.iqr import (
+    BREACH,
+    INSIDE,
+    NO_DATA,
+    NOT_JUDGED,
+    IqrCheckSpec,
+    IqrConfigError,
+    IqrQuery,
+    IqrRule,
+    clickhouse_iqr_sql,
+    evaluate,
+    iqr_checks,
+    metadata_values,
+    parse_rows,
+    postgres_iqr_sql,
+    run_iqr_query,
+    series_from_metadata,
+)
+from signalbox.platform.clickhouse import ClickHouseResource
+from signalbox.platform.warehouse import WarehouseResource
+
+BUCKET = timedelta(minutes=15)
+BASE = datetime(2024, 3, 10, tzinfo=UTC)
+GRID = 150  # buckets 0..149 complete, bucket 150 still filling at NOW
+NOW = BASE + GRID * BUCKET + timedelta(minutes=7)
+SERIES = 320
+DATABASE = "test_iqr_checks"
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def reference(
+    frame: pd.DataFrame, metric: str, rule: IqrRule, bucket: timedelta, now, history
+) -> pd.DataFrame:
+    """The seed's rule in pandas, written independently of the SQL: per series, on the
+    complete time grid (missing buckets are NaN), q25/q75 of `shift(1).rolling(n)` with
+    pandas' linear interpolation; every bucket of the last `history` up to the latest
+    complete bucket of the whole table (and that bucket whatever `history` is)."""
+    latest = frame.loc[frame.ts + bucket <= now, "ts"].max()
+    if pd.isna(latest):
+        return pd.DataFrame()
+    bounds = frame.groupby("sid").ts.agg(["min", "max"])
+    grid = pd.concat(
+        [
+            pd.DataFrame({"sid": sid, "ts": pd.date_range(first, last, freq=bucket)})
+            for sid, (first, last) in bounds.iterrows()
+        ],
+        ignore_index=True,
+    )
+    full = grid.merge(frame[["sid", "ts", metric]], on=["sid", "ts"], how="left", indicator=True)
+    values = full[metric].astype(float)
+    previous = values.groupby(full.sid).shift(1)
+
+    def rolling(series: pd.Series, min_periods: int):
+        return series.groupby(full.sid).rolling(rule.n, min_periods=min_periods)
+
+    def aligned(result: pd.Series) -> pd.Series:
+        return result.reset_index(level=0, drop=True).reindex(full.index)
+
+    q25 = aligned(rolling(previous, rule.n).quantile(0.25))
+    q75 = aligned(rolling(previous, rule.n).quantile(0.75))
+    iqr = q75 - q25
+    lower, upper = q25 - rule.a * iqr, q75 + rule.a * iqr
+    below = (lower - values).clip(lower=0)
+    above = (values - upper).clip(lower=0)
+    distance = {"both": below.where(values < lower, above), "drop": below, "spike": above}
+    distance = distance[rule.direction].where(lower.notna() & values.notna())
+    deviation = ((values - previous) / previous.abs() * 100).where(previous != 0)
+    result = pd.DataFrame(
+        {
+            "part": full.sid.astype(str),
+            "ts": full.ts,
+            "value": values,
+            "q25": q25,
+            "q75": q75,
+            "lower": lower,
+            "upper": upper,
+            "distance": distance,
+            "deviation_pct": deviation,
+            "window_count": aligned(rolling(previous, 0).count()).astype(int),
+            "breach": (distance > 0).fillna(False).astype(bool),
+            "is_latest": full.ts == latest,
+        }
+    )
+    keep = (full._merge == "both") & (full.ts <= latest)
+    keep &= (full.ts > latest - history) | (full.ts == latest)
+    return result[keep].sort_values(["part", "ts"], ignore_index=True)
+
+
+_references: dict = {}
+
+
+def cached_reference(frame, metric, rule, history) -> pd.DataFrame:
+    """The reference of the module's random series, computed once for both engines."""
+    key = (metric, rule, history)
+    if key not in _references:
+        _references[key] = reference(frame, metric, rule, BUCKET, NOW, history)
+    return _references[key]
+
+
+def engine_frame(points) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "part": [p.partition for p in points],
+            "ts": [pd.Timestamp(p.bucket_start) for p in points],
+            "value": [p.value for p in points],
+            "q25": [p.q25 for p in points],
+            "q75": [p.q75 for p in points],
+            "lower": [p.lower for p in points],
+            "upper": [p.upper for p in points],
+            "distance": [p.distance_outside for p in points],
+            "deviation_pct": [p.deviation_pct for p in points],
+            "window_count": [p.window_count for p in points],
+            "breach": [p.breach for p in points],
+            "is_latest": [p.is_latest for p in points],
+        },
+    ).astype({c: float for c in ("value", "q25", "q75", "lower", "upper", "distance")})
+
+
+def assert_same(engine: pd.DataFrame, expected: pd.DataFrame, what: str) -> None:
+    engine = engine.sort_values(["part", "ts"], ignore_index=True)
+    assert len(engine) == len(expected), what
+    assert (engine.part == expected.part).all() and (engine.ts == expected.ts).all(), what
+    for column in ("value", "q25", "q75", "lower", "upper", "distance", "deviation_pct"):
+        got = engine[column].astype(float).to_numpy()
+        want = expected[column].astype(float).to_numpy()
+        close = np.isclose(got, want, rtol=1e-9, atol=1e-9, equal_nan=True)
+        assert close.all(), (
+            f"{what}: {column} differs at "
+            f"{engine.loc[~close, ['part', 'ts']].head().to_dict('records')}: "
+            f"{got[~close][:5]} vs {want[~close][:5]}"
+        )
+    for column in ("window_count", "breach", "is_latest"):
+        same = engine[column].to_numpy() == expected[column].to_numpy()
+        assert same.all(), f"{what}: {column} differs at {engine.loc[~same, ['part', 'ts']]}"
+
+
+# --------------------------------------------------------------------------- random series
+
+KINDS = ("gauss", "ties", "zeros", "constant", "negative", "shifted", "nulls", "gaps", "short")
+
+
+def random_series(seed: int) -> pd.DataFrame:
+    """One series of a kind picked by the seed; most run up to the still-filling bucket,
+    some stop earlier (then they are not judged), some are shorter than any window."""
+    rng = np.random.default_rng(seed)
+    kind = KINDS[seed % len(KINDS)]
+    length = int(rng.integers(1, 9)) if kind == "short" else int(rng.integers(20, 140))
+    end = GRID if rng.random() < 0.8 else int(rng.integers(length, GRID + 1))
+    start = max(0, end - length + 1)
+    steps = np.arange(start, end + 1)
+    if kind == "ties":
+        values = rng.integers(0, 4, len(steps)).astype(float)
+    elif kind == "zeros":
+        values = (rng.random(len(steps)) < 0.1).astype(float)
+    elif kind == "constant":
+        values = np.full(len(steps), 7.0)
+    elif kind == "negative":
+        values = np.round(rng.normal(-50, 20, len(steps)), 3)
+    else:
+        values = np.round(rng.normal(100, 15, len(steps)), 3)
+    if kind == "shifted" or rng.random() < 0.3:  # a drop or a spike somewhere near the end
+        at = int(rng.integers(max(0, len(steps) - 6), len(steps)))
+        values[at] *= rng.choice([0.2, 3.0])
+    frame = pd.DataFrame(
+        {
+            "sid": seed,
+            "ts": [BASE + int(s) * BUCKET for s in steps],
+            "v": values,
+            "c": rng.poisson(3, len(steps)).astype(np.int64),
+        }
+    )
+    if kind == "nulls":
+        frame.loc[rng.random(len(frame)) < 0.2, "v"] = np.nan
+    if kind == "gaps":
+        frame = frame[rng.random(len(frame)) >= 0.1]
+    frame["ts"] = pd.to_datetime(frame.ts, utc=True)
+    return frame.reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def series() -> pd.DataFrame:
+    return pd.concat([random_series(seed) for seed in range(SERIES)], ignore_index=True)
+
+
+RULES = [
+    (IqrRule(), timedelta(days=2)),  # the seed's rule, every bucket of the table
+    (IqrRule(a=1.5, n=3, direction="drop"), timedelta(days=2)),
+    (IqrRule(a=0.0, n=1, direction="spike"), timedelta(days=2)),
+    (IqrRule(a=0.5, n=8, direction="both"), timedelta(hours=6)),
+    (IqrRule(a=3.0, n=2, direction="spike"), timedelta(0)),  # the latest bucket only
+]
+
+
+# --------------------------------------------------------------------------- engines
+
+
+@pytest.fixture(scope="module")
+def clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
+    """The session's chDB directory (one per process: see tests/conftest.py), in a
+    database of this module's own."""
+    previous = os.environ.get("SIGNALBOX_HOME")
+    os.environ["SIGNALBOX_HOME"] = str(signalbox_home)
+    resource = ClickHouseResource(database=DATABASE, lock_timeout_seconds=120)
+    try:
+        yield resource
+        with resource.client("test cleanup") as client:
+            client.command(f"DROP DATABASE IF EXISTS {DATABASE}")
+            client.command(f"DROP DATABASE IF EXISTS {DATABASE}_marts")
+    finally:
+        if previous is None:
+            os.environ.pop("SIGNALBOX_HOME", None)
+        else:
+            os.environ["SIGNALBOX_HOME"] = previous
+
+
+@pytest.fixture(scope="module")
+def warehouse(fresh_database) -> Iterator[WarehouseResource]:
+    with fresh_database() as resource:
+        yield resource
+
+
+def load_clickhouse(resource: ClickHouseResource, table: str, frame: pd.DataFrame) -> None:
+    with resource.client("test load") as client:
+        client.command(f"DROP TABLE IF EXISTS {table}")
+        client.command(
+            f"CREATE TABLE {table} (sid UInt32, ts DateTime('UTC'), v Nullable(Float64),"
+            " c UInt32) ENGINE = MergeTree ORDER BY (ts, sid)"
+        )
+        if len(frame):
+            rows = [
+                [
+                    int(r.sid),
+                    r.ts.to_pydatetime(),
+                    None if math.isnan(r.v) else float(r.v),
+                    int(r.c),
+                ]
+                for r in frame.itertuples()
+            ]
+            client.insert(table, rows, column_names=["sid", "ts", "v", "c"])
+
+
+def load_postgres(resource: WarehouseResource, table: str, frame: pd.DataFrame) -> None:
+    with resource.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS test")
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(
+            f"CREATE TABLE {table} (sid int, ts timestamptz, v float8, c bigint,"
+            " PRIMARY KEY (sid, ts))"
+        )
+        rows = [
+            (int(r.sid), r.ts.to_pydatetime(), None if math.isnan(r.v) else float(r.v), int(r.c))
+            for r in frame.itertuples()
+        ]
+        psycopg2.extras.execute_values(cur, f"INSERT INTO {table} VALUES %s", rows, page_size=5000)
+
+
+def query_clickhouse(resource, query: IqrQuery, now, history):
+    with resource.client("test query") as client:
+        result = client.query(clickhouse_iqr_sql(query, now, history))
+        return parse_rows(query.metrics, result.column_names, result.result_rows)
+
+
+def query_postgres(resource, query: IqrQuery, now, history):
+    with resource.connect() as conn, conn.cursor() as cur:
+        cur.execute(postgres_iqr_sql(query, now, history))
+        return parse_rows(query.metrics, [d.name for d in cur.description], cur.fetchall())
+
+
+ENGINES: dict[str, tuple[Callable, Callable, str]] = {
+    "clickhouse": (load_clickhouse, query_clickhouse, f"{DATABASE}.series"),
+    "postgres": (load_postgres, query_postgres, "test.series"),
+}
+
+
+@contextmanager
+def warm(resource) -> Iterator[None]:
+    """Keep chDB up across a test's many short clients: closing the process's last client
+    shuts the embedded engine down, and restarting it costs about 0.3 s each time."""
+    if isinstance(resource, ClickHouseResource):
+        with resource.client("test: keep the engine up"):
+            yield
+    else:
+        yield
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def engine(request, series, clickhouse, warehouse):
+    load, run, table = ENGINES[request.param]
+    resource = clickhouse if request.param == "clickhouse" else warehouse
+    with warm(resource):
+        load(resource, table, series)
+        yield request.param, resource, run, table
+
+
+# --------------------------------------------------------------------------- SQL vs pandas
+
+
+@pytest.mark.parametrize(("rule", "history"), RULES, ids=[r.describe() for r, _ in RULES])
+def test_sql_equals_the_pandas_reference_on_random_series(engine, series, rule, history):
+    name, resource, run, table = engine
+    query = IqrQuery(table, "ts", ("v", "c"), BUCKET, rule, partition_column="sid")
+    points = run(resource, query, NOW, history)
+    for metric in ("v", "c"):
+        expected = cached_reference(series, metric, rule, history)
+        assert_same(engine_frame(points[metric]), expected, f"{name} {metric} {rule}")
+    latest = [p for p in points["v"] if p.is_latest]
+    assert {p.bucket_start for p in latest} == {BASE + (GRID - 1) * BUCKET}  # never bucket 150
+    assert any(p.breach for p in latest) or rule.direction != "both"
+
+
+def test_the_random_series_cover_every_case(series):
+    rule = IqrRule()
+    expected = cached_reference(series, "v", rule, timedelta(days=2))
+    latest = expected[expected.is_latest]
+    assert latest.breach.sum() >= 20 and (~latest.breach & latest.distance.notna()).sum() >= 20
+    assert latest.distance.isna().sum() >= 10  # not judged: short history, nulls, gaps
+    assert (latest.q25 == latest.q75).sum() >= 10  # ties and constant series: IQR = 0
+    assert expected.window_count.lt(rule.n).sum() > 100
+    assert (series.v < 0).sum() > 100 and (series.v == 0).sum() > 100
+    assert len(latest) < series.sid.nunique()  # some series stop before the latest bucket
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_each_series_alone_matches_the_reference(name, clickhouse, warehouse, series):
+    """Without a partition column (one series per table): the band of its own latest."""
+    load, run, _ = ENGINES[name]
+    resource = clickhouse if name == "clickhouse" else warehouse
+    table = f"{DATABASE}.single" if name == "clickhouse" else "test.single"
+    with warm(resource):
+        for seed in range(len(KINDS)):
+            frame = series[series.sid == seed].reset_index(drop=True)
+            load(resource, table, frame)
+            for rule, history in RULES[:3]:
+                query = IqrQuery(table, "ts", ("v",), BUCKET, rule)
+                got = engine_frame(run(resource, query, NOW, history)["v"])
+                expected = reference(frame, "v", rule, BUCKET, NOW, history).assign(part="")
+                assert_same(got, expected, f"{name} seed {seed} {rule}")
+
+
+# --------------------------------------------------------------------------- hand cases
+
+
+def hand_frame(values, *, end_filling: bool = True) -> pd.DataFrame:
+    """Buckets 0..len-1; NOW falls inside the last one when `end_filling`."""
+    return pd.DataFrame(
+        {
+            "sid": 1,
+            "ts": pd.to_datetime([BASE + i * BUCKET for i in range(len(values))], utc=True),
+            "v": [np.nan if v is None else float(v) for v in values],
+            "c": 0,
+        }
+    )
+
+
+def now_for(frame: pd.DataFrame, filling: bool = True) -> datetime:
+    last = frame.ts.max().to_pydatetime()
+    return last + (timedelta(minutes=7) if filling else BUCKET)
+
+
+CASES = {
+    # the seed's example: steady, then a spike in the latest complete bucket
+    "spike": ([10, 12, 11, 13, 12, 50, 11], IqrRule(), BREACH, 50.0),
+    "drop_on_spike_rule": ([10, 12, 11, 13, 12, 1, 11], IqrRule(direction="spike"), INSIDE, 1.0),
+    "drop": ([10, 12, 11, 13, 12, 1, 11], IqrRule(direction="drop"), BREACH, 1.0),
+    "inside": ([10, 12, 11, 13, 12, 12.5, 11], IqrRule(), INSIDE, 12.5),
+    # the bucket still filling is never judged, however extreme
+    "filling_bucket": ([10, 12, 11, 13, 12, 12, 999], IqrRule(), INSIDE, 12.0),
+    "short_history": ([10, 12, 11, 50, 1], IqrRule(), NOT_JUDGED, 50.0),
+    "null_in_window": ([10, 12, None, 13, 12, 50, 1], IqrRule(), NOT_JUDGED, 50.0),
+    "constant_then_same": ([5, 5, 5, 5, 5, 5, 9], IqrRule(), INSIDE, 5.0),
+    "constant_then_other": ([5, 5, 5, 5, 5, 5.001, 9], IqrRule(), BREACH, 5.001),
+    "empty": ([], IqrRule(), NO_DATA, None),
+}
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_hand_cases(name, clickhouse, warehouse):
+    load, run, _ = ENGINES[name]
+    resource = clickhouse if name == "clickhouse" else warehouse
+    table = f"{DATABASE}.hand" if name == "clickhouse" else "test.hand"
+    with warm(resource):
+        check_hand_cases(load, run, resource, table)
+
+
+def check_hand_cases(load, run, resource, table) -> None:
+    for case, (values, rule, status, value) in CASES.items():
+        frame = hand_frame(values)
+        load(resource, table, frame)
+        now = now_for(frame) if len(frame) else NOW
+        outcome = evaluate("v", run(resource, IqrQuery(table, "ts", ("v",), BUCKET, rule), now,
+                                    timedelta(days=1))["v"])  # fmt: skip
+        assert outcome.status == status, case
+        assert (outcome.headline.value if outcome.headline else None) == value, case
+        assert outcome.passed == (status != BREACH), case
+
+
+# --------------------------------------------------------------------------- the factory
+
+
+def test_rule_and_spec_validation():
+    with pytest.raises(IqrConfigError, match="IqrRule.n"):
+        IqrRule(n=0)
+    with pytest.raises(IqrConfigError, match="IqrRule.a"):
+        IqrRule(a=-1)
+    with pytest.raises(IqrConfigError, match="direction"):
+        IqrRule(direction="up")
+    with pytest.raises(IqrConfigError, match="table"):
+        IqrQuery("marts.x; DROP TABLE y", "ts", ("v",), BUCKET)
+    with pytest.raises(IqrConfigError, match="metrics"):
+        IqrQuery("marts.x", "ts", ("v", "v"), BUCKET)
+    with pytest.raises(IqrConfigError, match="bucket"):
+        IqrQuery("marts.x", "ts", ("v",), timedelta(0))
+    with pytest.raises(IqrConfigError, match="engine"):
+        IqrCheckSpec(dg.AssetKey("x"), "duckdb", "t", "ts", ("v",), BUCKET)
+    with pytest.raises(IqrConfigError, match="timezone-aware"):
+        clickhouse_iqr_sql(IqrQuery("t", "ts", ("v",), BUCKET), datetime(2024, 1, 1), BUCKET)
+
+
+def test_applied_checks_names_and_keys_load_without_an_engine():
+    assert dg.AssetKey(["marts", "activity_metrics_15min"]) == applied.ACTIVITY_METRICS_15MIN
+    assert dg.AssetKey(["marts", "mailbox_emails_hourly"]) == applied.MAILBOX_EMAILS_HOURLY
+    keys = {(k.asset_key.to_user_string(), k.name) for k in applied.IQR_CHECK_KEYS}
+    assert keys == {
+        ("marts/activity_metrics_15min", f"iqr_{m}")
+        for m in ("feed_active_users", "views", "likes", "ctr", "messenger_active_users")
+        + ("messages_sent",)
+    } | {("marts/mailbox_emails_hourly", "iqr_emails_received")}
+    defs = dg.Definitions(
+        asset_checks=[*applied.activity_iqr_checks, *applied.mailbox_iqr_checks],
+        jobs=[applied.activity_iqr_job],
+        schedules=[applied.activity_iqr_schedule],
+        resources={"clickhouse": ClickHouseResource(), "warehouse": WarehouseResource()},
+    )
+    assert defs.resolve_job_def("activity_iqr_checks") is not None
+    spec = applied.activity_iqr_checks[0].check_specs_by_output_name
+    assert all(not s.blocking for s in spec.values())
+
+
+def activity_rows(days: int, now: datetime, drop_at_latest: float | None = None) -> list[list]:
+    """`activity_metrics_15min` rows for `days` days up to the bucket filling at `now`."""
+    end = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    count = days * 96
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(count + 1):
+        start = end - (count - i) * BUCKET
+        hour = start.hour + start.minute / 60
+        level = 1 + 0.5 * math.sin((hour - 6) / 24 * 2 * math.pi)
+        users = int(10000 * level + rng.normal(0, 10))
+        views = int(users * 6 + rng.normal(0, 30))
+        likes = int(views * 0.2 + rng.normal(0, 10))
+        senders = int(users * 0.1 + rng.normal(0, 3))
+        sent = int(senders * 3 + rng.normal(0, 8))
+        if drop_at_latest is not None and i == count - 1:
+            views, likes = int(views * drop_at_latest), int(likes * drop_at_latest)
+        rows.append(
+            [
+                start.date(),
+                start,
+                start + BUCKET,
+                users,
+                views,
+                likes,
+                likes / views if views else None,
+                senders,
+                sent,
+            ]  # fmt: skip
+        )
+    return rows
+
+
+ACTIVITY_COLUMNS = [
+    "bucket_date", "bucket_start", "bucket_end", "feed_active_users", "views", "likes", "ctr",
+    "messenger_active_users", "messages_sent",
+]  # fmt: skip
+
+
+def create_activity_table(resource: ClickHouseResource, rows: list[list]) -> None:
+    with resource.client("test activity table") as client:
+        client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}_marts")
+        client.command(f"DROP TABLE IF EXISTS {DATABASE}_marts.activity_metrics_15min")
+        client.command(
+            f"CREATE TABLE {DATABASE}_marts.activity_metrics_15min (bucket_date Date,"
+            " bucket_start DateTime, bucket_end DateTime, feed_active_users UInt64,"
+            " views UInt64, likes UInt64, ctr Nullable(Float64), messenger_active_users"
+            " UInt64, messages_sent UInt64) ENGINE = MergeTree"
+            " PARTITION BY bucket_date ORDER BY bucket_start"
+        )
+        client.insert(
+            f"{DATABASE}_marts.activity_metrics_15min", rows, column_names=ACTIVITY_COLUMNS
+        )
+
+
+def run_checks(spec: IqrCheckSpec, resources: dict) -> dict[str, dg.AssetCheckEvaluation]:
+    """Materialize a stand-in for the checked asset (the table exists) and its checks."""
+
+    @dg.asset(key=spec.asset)
+    def stand_in() -> None:
+        return None
+
+    result = dg.materialize([stand_in, *iqr_checks(spec)], resources=resources)
+    assert result.success
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_activity_checks_on_chdb_flag_the_dropped_bucket_only(clickhouse):
+    now = datetime(2024, 3, 14, 10, 7, tzinfo=UTC)
+    create_activity_table(clickhouse, activity_rows(3, now, drop_at_latest=0.3))
+    spec = replace(applied.ACTIVITY_IQR, clock=lambda: now)
+    evaluations = run_checks(spec, {"clickhouse": clickhouse})
+    assert set(evaluations) == {f"iqr_{m}" for m in applied.ACTIVITY_METRICS}
+    failed = {name for name, e in evaluations.items() if not e.passed}
+    assert failed == {"iqr_views", "iqr_likes"}
+    views = metadata_values(evaluations["iqr_views"].metadata)
+    assert views["status"] == BREACH and views["metric"] == "views"
+    assert views["bucket_start"] == datetime(2024, 3, 14, 9, 45, tzinfo=UTC).timestamp()
+    assert views["value"] < views["lower"] <= views["upper"]
+    assert views["distance_outside"] == pytest.approx(views["lower"] - views["value"])
+    assert -80 < views["deviation_pct"] < -60
+    assert evaluations["iqr_views"].severity == dg.AssetCheckSeverity.WARN
+    series = series_from_metadata(views["series"])[""]
+    assert len(series) == 96 and series[-1].bucket_start.timestamp() == views["bucket_start"]
+    assert series[-1].value == views["value"] and series[-1].lower == pytest.approx(views["lower"])
+    ctr = metadata_values(evaluations["iqr_ctr"].metadata)
+    assert ctr["status"] == INSIDE and 0.1 < ctr["value"] < 0.3
+
+    create_activity_table(clickhouse, activity_rows(3, now))  # the same day without the drop
+    assert all(e.passed for e in run_checks(spec, {"clickhouse": clickhouse}).values())
+
+
+def test_mailbox_check_on_postgres_bands_each_mailbox(warehouse):
+    now = datetime(2024, 3, 14, 10, 20, tzinfo=UTC)
+    latest = datetime(2024, 3, 14, 9, tzinfo=UTC)
+    rng = np.random.default_rng(3)
+    rows = []
+    for mailbox in (101, 102, 103):
+        for h in range(72, -2, -1):  # up to the hour still filling
+            hour = latest - timedelta(hours=h)
+            count = int(rng.poisson(4 + 3 * math.sin(hour.hour / 24 * 2 * math.pi)))
+            if mailbox == 102 and hour == latest:
+                count = 60  # a burst after a market event
+            if mailbox == 103 and h > 10:
+                continue  # a new mailbox: too little history to judge
+            rows.append((mailbox, hour, count))
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE SCHEMA IF NOT EXISTS marts; DROP TABLE IF EXISTS marts.mailbox_emails_hourly"
+        )
+        cur.execute(
+            "CREATE TABLE marts.mailbox_emails_hourly (mailbox_id bigint, mailbox_name text,"
+            " hour_start timestamptz, emails_received bigint, PRIMARY KEY (mailbox_id, hour_start))"
+        )
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO marts.mailbox_emails_hourly (mailbox_id, hour_start, emails_received)"
+            " VALUES %s",
+            rows,
+        )
+    spec = replace(applied.MAILBOX_IQR, clock=lambda: now)
+    evaluation = run_checks(spec, {"warehouse": warehouse})["iqr_emails_received"]
+    meta = metadata_values(evaluation.metadata)
+    assert not evaluation.passed and meta["status"] == BREACH
+    assert meta["partition_column"] == "mailbox_id" and meta["partition"] == "102"
+    assert meta["judged_partitions"] == 2 and meta["breach_count"] == 1
+    assert [b["partition"] for b in meta["breaches"]] == ["102"]
+    assert meta["value"] == 60 and meta["bucket_start"] == latest.timestamp()
+    assert len(series_from_metadata(meta["series"])["102"]) == 24
+
+
+def test_ninety_days_of_six_metrics_on_chdb(clickhouse, capsys):
+    """The benchmark figure: the six activity checks over a table of 90 days of 15-minute
+    buckets (goal < 1 s). A check run starts the embedded engine, queries and closes it:
+    that is the figure; the query alone on a running engine, and the bands of all 90
+    days at once, are shown beside it. Asserted loosely: test machines are shared."""
+    now = datetime(2024, 6, 1, 0, 7, tzinfo=UTC)
+    create_activity_table(clickhouse, activity_rows(90, now))
+    spec = replace(applied.ACTIVITY_IQR, clock=lambda: now)
+    run_iqr_query(spec, clickhouse, now)  # the engine's first start in this process
+
+    def best_of_three(work) -> float:
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            work()
+            timings.append(time.perf_counter() - started)
+        return min(timings)
+
+    def check_run():
+        points = run_iqr_query(spec, clickhouse, now)
+        assert all(evaluate(m, points[m]).status in (INSIDE, BREACH) for m in spec.metrics)
+
+    cold = best_of_three(check_run)
+    everything = replace(spec, history=timedelta(days=90))
+    with clickhouse.client("benchmark: engine up"):
+        warm_query = best_of_three(lambda: run_iqr_query(spec, clickhouse, now))
+        all_bands = best_of_three(lambda: run_iqr_query(everything, clickhouse, now))
+        assert len(run_iqr_query(everything, clickhouse, now)["views"]) == 90 * 96
+    with capsys.disabled():
+        print()
+        for name, value in (
+            ("activity.iqr_checks_90d_6_metrics", cold),
+            ("activity.iqr_query_90d_6_metrics_engine_up", warm_query),
+            ("activity.iqr_bands_all_90d_6_metrics_engine_up", all_bands),
+        ):
+            print(f"bench {name} {value:.3f} goal <1 {'PASS' if value < 1 else 'MISS'}")
+    assert cold < 5 and warm_query < 5 and all_bands < 10
