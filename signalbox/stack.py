@@ -54,6 +54,26 @@ def local_stack(demo_backfill_days: int = 45) -> Iterator[LocalStack]:
                 stack._stops.append(server.stop)
             os.environ["SIGNALBOX_WAREHOUSE_URL"] = url
             stack.services["warehouse (embedded PostgreSQL)"] = url
+        if not os.environ.get("SIGNALBOX_S3_ENDPOINT_URL"):
+            from signalbox.platform.embedded.s3 import embedded_s3
+            from signalbox.platform.object_store import ObjectStoreResource
+
+            s3 = embedded_s3()
+            s3.start()
+            stack._stops.append(s3.stop)
+            s3.export_env()  # endpoint, the local server's own key pair, region
+            ObjectStoreResource.from_env().process_config_and_initialize().ensure_bucket()
+            stack.services["object store (embedded S3, nanio)"] = f"{s3.url} ({s3.data_dir})"
+        if not os.environ.get("SIGNALBOX_SMTP_HOST"):
+            from signalbox.simulators.smtp import SmtpSink
+
+            mail = SmtpSink(save_dir=home / "mail").start()
+            stack._stops.append(mail.stop)
+            os.environ["SIGNALBOX_SMTP_HOST"] = mail.host
+            os.environ["SIGNALBOX_SMTP_PORT"] = str(mail.port)
+            os.environ.setdefault("SIGNALBOX_MAIL_FROM", "signalbox@localhost")
+            os.environ.setdefault("SIGNALBOX_MAIL_TO", "oncall@signalbox.local")
+            stack.services["SMTP sink (e-mail saved as .eml)"] = str(home / "mail")
         if not os.environ.get("HELPSCOUT_BASE_URL"):
             from signalbox.simulators.helpscout import HelpScoutSimulator
 

@@ -14,6 +14,8 @@ from dagster_dbt import DbtCliResource
 from signalbox.assets.mailbox.helpscout import HelpScoutResource
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.dbt import activity_project, warehouse_project
+from signalbox.platform.email import EmailResource
+from signalbox.platform.object_store import ObjectStoreResource
 from signalbox.platform.telegram import TelegramResource
 from signalbox.platform.warehouse import WarehouseResource
 
@@ -31,6 +33,8 @@ def build_resources() -> dict[str, Any]:
         "clickhouse": ClickHouseResource(**from_env(url="SIGNALBOX_CLICKHOUSE_URL")),
         "activity_dbt": DbtCliResource(project_dir=activity_project),
         "telegram": TelegramResource.from_env(),
+        "object_store": ObjectStoreResource.from_env(),
+        "email": EmailResource.from_env(),
         "helpscout": HelpScoutResource(
             client_id=dg.EnvVar("HELPSCOUT_CLIENT_ID"),
             client_secret=dg.EnvVar("HELPSCOUT_CLIENT_SECRET"),
