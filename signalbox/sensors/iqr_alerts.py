@@ -553,6 +553,64 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class AlertTick:
+    cursor: str  # the state after what was sent
+    sent: list[Notice]
+    unsent: list[Notice]  # left for the next tick (failed, or over the time budget)
+
+    @property
+    def summary(self) -> str:
+        if not self.sent and not self.unsent:
+            return "no new breach or recovery"
+        text = f"{len(self.sent)} message(s) sent"
+        return text + (f", {len(self.unsent)} left for the next tick" if self.unsent else "")
+
+
+def send_alerts(
+    instance: dg.DagsterInstance,
+    telegram: Any,
+    cursor: str | None,
+    *,
+    check_keys: Sequence[dg.AssetCheckKey] = IQR_CHECK_KEYS,
+    settings: AlertSettings | None = None,
+    now: datetime | None = None,
+    logger: Any = log,
+) -> AlertTick:
+    """One tick: read the latest evaluations, send what is due, return the new cursor.
+
+    The sensor's body, callable on its own (e.g. by `signalbox demo --once` right after
+    its runs). The first send that fails stops the tick: it and the rest wait for the
+    next tick, and the cursor only records what was sent."""
+    chosen = settings or AlertSettings.from_env()
+    moment = now or _utc_now()
+    state = AlertState.from_cursor(cursor)
+    decision = decide(state, read_latest(instance, check_keys), moment, chosen.cooldown)
+    started, sent, unsent = time.monotonic(), [], []
+    for notice in decision.notices:
+        if unsent or time.monotonic() - started > chosen.send_budget_seconds:
+            unsent.append(notice)
+            continue
+        what = (
+            f"{notice.kind} for {len(notice.items)} series"
+            f" at {notice.bucket_start:%Y-%m-%d %H:%M} UTC"
+        )
+        try:
+            ids = send_notice(telegram, notice, chosen, logger)
+        except Exception as exc:  # retried next tick: the cursor keeps it unsent
+            logger.error(f"iqr alerts: could not send the {what}: {exc}")
+            unsent.append(notice)
+            continue
+        logger.info(f"iqr alerts: sent the {what} (message ids {ids})")
+        state = apply_notice(state, notice)
+        sent.append(notice)
+    return AlertTick(state.pruned(moment).to_cursor(), sent, unsent)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def build_iqr_alert_sensor(
     check_keys: Sequence[dg.AssetCheckKey],
     *,
@@ -578,33 +636,17 @@ def build_iqr_alert_sensor(
         ),
     )
     def _sensor(context: dg.SensorEvaluationContext, telegram):
-        chosen = settings or AlertSettings.from_env()
-        now = clock()
-        state = AlertState.from_cursor(context.cursor)
-        decision = decide(state, read_latest(context.instance, keys), now, chosen.cooldown)
-        started, sent, unsent = time.monotonic(), [], []
-        for notice in decision.notices:
-            if unsent or time.monotonic() - started > chosen.send_budget_seconds:
-                unsent.append(notice)
-                continue
-            what = (
-                f"{notice.kind} for {len(notice.items)} series"
-                f" at {notice.bucket_start:%Y-%m-%d %H:%M} UTC"
-            )
-            try:
-                ids = send_notice(telegram, notice, chosen, context.log)
-            except Exception as exc:  # retried next tick: the cursor keeps it unsent
-                context.log.error(f"iqr alerts: could not send the {what}: {exc}")
-                unsent.append(notice)
-                continue
-            context.log.info(f"iqr alerts: sent the {what} (message ids {ids})")
-            state = apply_notice(state, notice)
-            sent.append(notice)
-        context.update_cursor(state.pruned(now).to_cursor())
-        summary = f"{len(sent)} message(s) sent"
-        if unsent:
-            summary += f", {len(unsent)} left for the next tick"
-        return dg.SkipReason(summary if decision.notices else "no new breach or recovery")
+        tick = send_alerts(
+            context.instance,
+            telegram,
+            context.cursor,
+            check_keys=keys,
+            settings=settings,
+            now=clock(),
+            logger=context.log,
+        )
+        context.update_cursor(tick.cursor)
+        return dg.SkipReason(tick.summary)
 
     return _sensor
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -588,6 +590,59 @@ def test_mailbox_check_on_postgres_bands_each_mailbox(warehouse):
     assert [b["partition"] for b in meta["breaches"]] == ["102"]
     assert meta["value"] == 60 and meta["bucket_start"] == latest.timestamp()
     assert len(series_from_metadata(meta["series"])["102"]) == 24
+
+
+GENERATED = "test_iqr_generated"
+
+
+def test_activity_checks_on_the_dbt_model_built_from_generated_actions(signalbox_home):
+    """The whole path on chDB: generated user actions with an injected drop, the dbt
+    model `activity_metrics_15min`, then the applied checks on the table dbt built.
+
+    Only the injected drop is asserted: on this generator's steep daily curve the seed's
+    rule (n=5, a=3) also fires at turning points of the curve (measured in the report)."""
+    from signalbox.assets.user_activity.source import GeneratedUserActions
+
+    day_before, day = datetime(2026, 11, 16).date(), datetime(2026, 11, 17).date()
+    world = GeneratedUserActions(
+        users=20_000,
+        feed_events_per_day=120_000,
+        messages_per_day=12_000,
+        seed=3,
+        anomalies=f"views x0.3 {day}T10:00/{day}T11:00",
+    )
+    resource = ClickHouseResource(database=GENERATED, lock_timeout_seconds=120)
+    landed_at = datetime(2026, 11, 18, tzinfo=UTC)
+    for d in (day_before, day):
+        world.land(resource, d, now=landed_at)
+    project = Path(__file__).resolve().parents[2] / "dbt_project" / "activity"
+    window = f"{{min_date: '{day_before}', max_date: '{day}'}}"
+    with resource.dbt_lock("test: dbt run") as env:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "dbt"), "run", "-s", "+activity_metrics_15min"]
+            + ["--vars", window, "--project-dir", str(project), "--profiles-dir", str(project)]
+            + ["--target-path", str(signalbox_home / "dbt-target-iqr")]
+            + ["--log-path", str(signalbox_home / "dbt-logs-iqr")],
+            cwd=project,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    try:
+        drop_closed = datetime(2026, 11, 17, 10, 16, tzinfo=UTC)
+        spec = replace(applied.ACTIVITY_IQR, clock=lambda: drop_closed)
+        evaluations = run_checks(spec, {"clickhouse": resource})
+        views = metadata_values(evaluations["iqr_views"].metadata)
+        assert not evaluations["iqr_views"].passed and views["status"] == BREACH
+        assert views["bucket_start"] == datetime(2026, 11, 17, 10, tzinfo=UTC).timestamp()
+        assert views["value"] < views["lower"] and views["deviation_pct"] < -50
+        assert len(series_from_metadata(views["series"])[""]) == 96
+    finally:
+        with resource.client("test cleanup") as client:
+            for suffix in ("", "_staging", "_intermediate", "_marts"):
+                client.command(f"DROP DATABASE IF EXISTS `{GENERATED}{suffix}`")
 
 
 def test_ninety_days_of_six_metrics_on_chdb(clickhouse, capsys):

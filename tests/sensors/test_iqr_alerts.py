@@ -38,6 +38,7 @@ from signalbox.sensors.iqr_alerts import (
     notice_chart,
     read_latest,
     render_notice,
+    send_alerts,
 )
 from signalbox.simulators.server import Faults
 from signalbox.simulators.telegram import TelegramSimulator, parse_html
@@ -392,6 +393,20 @@ def test_a_failed_send_keeps_the_cursor_and_is_retried(instance, telegram):
     assert message == "1 message(s) sent" and len(sent(telegram)) == 1
     cursor, _ = tick(sensor, instance, telegram, cursor)
     assert len(sent(telegram)) == 1
+
+
+def test_one_tick_without_the_daemon(instance, telegram):
+    """`send_alerts` is the sensor's body, for a demo that runs once without a daemon."""
+    instance.report_runless_asset_event(evaluation("views", 4, 20.0))
+    resource = telegram_resource(telegram)
+    tick = send_alerts(
+        instance, resource, None, check_keys=CHECK_KEYS, settings=SETTINGS, now=at(4)
+    )
+    assert tick.summary == "1 message(s) sent" and len(telegram.photos) == 1
+    again = send_alerts(
+        instance, resource, tick.cursor, check_keys=CHECK_KEYS, settings=SETTINGS, now=at(5)
+    )
+    assert again.summary == "no new breach or recovery" and again.cursor == tick.cursor
 
 
 def test_the_module_sensor_watches_the_applied_checks(instance):

@@ -75,9 +75,10 @@ COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
-    """The session's chDB directory, this module's own database; the KPI table as dbt
-    builds it (`<database>_marts.activity_kpis_daily`)."""
+def kpi_clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
+    """The session's chDB directory, in a database of this module's own (not the
+    package's `clickhouse` fixture: its dbt test builds the real KPI table there); the KPI
+    table as dbt names it (`<database>_marts.activity_kpis_daily`)."""
     previous = os.environ.get("SIGNALBOX_HOME")
     os.environ["SIGNALBOX_HOME"] = str(signalbox_home)
     resource = ClickHouseResource(database=DATABASE, lock_timeout_seconds=120)
@@ -117,7 +118,7 @@ def telegram(simulator) -> TelegramSimulator:
     return simulator
 
 
-def run_report(clickhouse, simulator, day: date | None = DAY, **telegram_fields):
+def run_report(kpi_clickhouse, simulator, day: date | None = DAY, **telegram_fields):
     resource = TelegramResource(
         bot_token=TOKEN,
         chat_id=CHAT,
@@ -130,13 +131,13 @@ def run_report(clickhouse, simulator, day: date | None = DAY, **telegram_fields)
     config = {"report_date": day.isoformat()} if day else {}
     return dg.materialize(
         [activity_daily_kpis_report],
-        resources={"clickhouse": clickhouse, "telegram": resource},
+        resources={"clickhouse": kpi_clickhouse, "telegram": resource},
         run_config=dg.RunConfig({NODE: DailyReportConfig(**config)}),
         raise_on_error=False,
     )
 
 
-def sql_expectations(clickhouse: ClickHouseResource) -> dict[str, float | None]:
+def sql_expectations(kpi_clickhouse: ClickHouseResource) -> dict[str, float | None]:
     """Each KPI and its DoD/WoW change, computed by ClickHouse over the table."""
     selects = []
     for kpi in KPIS:
@@ -154,17 +155,17 @@ def sql_expectations(clickhouse: ClickHouseResource) -> dict[str, float | None]:
         f" LEFT JOIN {TABLE} AS w ON w.event_date = t.event_date - 7"
         f" WHERE t.event_date = toDate('{DAY}') SETTINGS join_use_nulls = 1"
     )
-    with clickhouse.client("test expectations") as client:
+    with kpi_clickhouse.client("test expectations") as client:
         result = client.query(sql)
         return dict(zip(result.column_names, result.result_rows[0], strict=True))
 
 
-def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(clickhouse, telegram):
-    result = run_report(clickhouse, telegram)
+def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(kpi_clickhouse, telegram):
+    result = run_report(kpi_clickhouse, telegram)
     assert result.success
     [materialization] = result.asset_materializations_for_node(NODE)
     metadata = {k: v.value for k, v in materialization.metadata.items()}
-    expected = sql_expectations(clickhouse)
+    expected = sql_expectations(kpi_clickhouse)
     assert metadata["report_date"] == "2024-03-14" and metadata["days_read"] == 8
     for name, value in expected.items():
         if value is None:
@@ -189,9 +190,9 @@ def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(clickhouse, t
     assert sum(image.size) <= 10000
 
 
-def test_a_failed_send_fails_only_the_report(clickhouse, telegram):
+def test_a_failed_send_fails_only_the_report(kpi_clickhouse, telegram):
     telegram.faults = Faults(error_rate=1.0, error_status=503)
-    result = run_report(clickhouse, telegram)
+    result = run_report(kpi_clickhouse, telegram)
     assert not result.success
     failure = result.failure_data_for_node(NODE)
     assert "the daily KPI report for 2024-03-14 was not sent" in str(failure.user_failure_data)
@@ -200,8 +201,8 @@ def test_a_failed_send_fails_only_the_report(clickhouse, telegram):
     assert result.asset_materializations_for_node(NODE) == []
 
 
-def test_a_day_without_kpis_is_a_clear_failure(clickhouse, telegram):
-    result = run_report(clickhouse, telegram, day=date(2024, 1, 1))
+def test_a_day_without_kpis_is_a_clear_failure(kpi_clickhouse, telegram):
+    result = run_report(kpi_clickhouse, telegram, day=date(2024, 1, 1))
     assert not result.success
     data = str(result.failure_data_for_node(NODE).user_failure_data)
     assert "no KPIs for 2024-01-01 in test_daily_report_marts.activity_kpis_daily" in data
