@@ -12,6 +12,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from signalbox.assets.mailbox.helpscout import HelpScoutResource
+from signalbox.assets.user_activity import ExistingUserActions, GeneratedUserActions
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.dbt import activity_project, warehouse_project
 from signalbox.platform.email import EmailResource
@@ -26,12 +27,22 @@ def from_env(**fields: str) -> dict[str, dg.EnvVar]:
     return {field: dg.EnvVar(var) for field, var in fields.items() if os.environ.get(var)}
 
 
+def user_actions_source() -> ExistingUserActions | GeneratedUserActions:
+    """A production ClickHouse already has the user-action tables: observe them there;
+    elsewhere generate them (SIGNALBOX_USER_ACTIONS=existing|generated overrides)."""
+    default = "existing" if os.environ.get("SIGNALBOX_CLICKHOUSE_URL") else "generated"
+    if os.environ.get("SIGNALBOX_USER_ACTIONS", default) == "existing":
+        return ExistingUserActions()
+    return GeneratedUserActions(**from_env(anomalies="SIGNALBOX_ACTIVITY_ANOMALIES"))
+
+
 def build_resources() -> dict[str, Any]:
     return {
         "warehouse": WarehouseResource(**from_env(url="SIGNALBOX_WAREHOUSE_URL")),
         "warehouse_dbt": DbtCliResource(project_dir=warehouse_project),
         "clickhouse": ClickHouseResource(**from_env(url="SIGNALBOX_CLICKHOUSE_URL")),
         "activity_dbt": DbtCliResource(project_dir=activity_project),
+        "user_actions": user_actions_source(),
         "telegram": TelegramResource.from_env(),
         "object_store": ObjectStoreResource.from_env(),
         "email": EmailResource.from_env(),

@@ -6,7 +6,7 @@ production; the `user_actions` resource decides which.
 
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -77,6 +77,7 @@ def _spec(key: dg.AssetKey, table: str, columns: dict[str, str]) -> dg.AssetSpec
         _spec(MESSAGE_ACTIONS_KEY, MESSAGE_ACTIONS, MESSAGE_COLUMNS),
     ],
     partitions_def=USER_ACTIVITY_DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="Land one UTC day of feed and messenger actions in ClickHouse.",
 )
 def activity_user_actions(
@@ -84,12 +85,17 @@ def activity_user_actions(
     clickhouse: ClickHouseResource,
     user_actions: UserActionsSource,
 ) -> Iterator[dg.MaterializeResult]:
-    day = context.partition_time_window.start.date()
-    landed = user_actions.land(clickhouse, day)
-    context.log.info(
-        f"user actions {day}: {landed.feed.rows:,} feed rows, {landed.messages.rows:,} messages"
-        f" ({landed.source}); anomalies: {', '.join(landed.anomalies) or 'none'}"
-    )
+    # one day per run normally; a single-run backfill hands over a range of days
+    window = context.partition_time_window
+    days = [
+        window.start.date() + timedelta(days=d) for d in range((window.end - window.start).days)
+    ]
+    for day in days:
+        landed = user_actions.land(clickhouse, day)
+        context.log.info(
+            f"user actions {day}: {landed.feed.rows:,} feed rows, {landed.messages.rows:,} "
+            f"messages ({landed.source}); anomalies: {', '.join(landed.anomalies) or 'none'}"
+        )
     database = clickhouse.target_database()
     with clickhouse.client("user actions: preview") as client:
         feed_preview = latest_rows(client, database, FEED_ACTIONS, day)
