@@ -48,7 +48,7 @@ def run_demo(once: bool, port: int = 3000) -> int:
     with local_stack() as stack:
         for name, url in stack.services.items():
             print(f"  {name}: {_shown(url)}")
-        ok = materialize_all()
+        ok = materialize_all(send_alerts_now=once)
         print(f"demo: materialized in {time.monotonic() - started:.0f}s")
         if once:
             return 0 if ok else 1
@@ -64,8 +64,17 @@ def run_demo(once: bool, port: int = 3000) -> int:
     return 0 if ok else 1
 
 
-def materialize_all() -> bool:
-    """One in-process run of every asset and check; prints a status line for each."""
+# Dagster's run tags for a partition range (a single-run backfill)
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def materialize_all(recent_days: int = 8, send_alerts_now: bool = False) -> bool:
+    """Every asset and check once, on the local instance, printing a line for each.
+
+    Partitioned domains first, each as one single-run backfill over its last
+    `recent_days` complete partitions (a week for the daily report's week-over-week),
+    then everything unpartitioned (reports read the partitioned marts)."""
     import dagster as dg
 
     from signalbox.platform.dbt import prepare_projects
@@ -74,37 +83,86 @@ def materialize_all() -> bool:
     from signalbox.definitions import defs
 
     instance = dg.DagsterInstance.get()
+    graph = defs.resolve_asset_graph()
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        # progress (pages crawled, dbt models built) without Dagster's per-event debug lines
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
-    materialized = {
-        event.asset_key: event.step_materialization_data.materialization
-        for event in result.get_asset_materialization_events()
-    }
-    checks = result.get_asset_check_evaluations()
-    planned = sorted(defs.resolve_asset_graph().materializable_asset_keys, key=str)
+    by_partitions: dict = {}
+    for key in graph.materializable_asset_keys:
+        by_partitions.setdefault(graph.get(key).partitions_def, []).append(key)
+    results = []
+    for partitions_def, keys in sorted(by_partitions.items(), key=lambda kv: kv[0] is None):
+        tags = {}
+        if partitions_def is not None:
+            chosen = recent_complete_partitions(partitions_def, recent_days)
+            tags = {RANGE_START_TAG: chosen[0], RANGE_END_TAG: chosen[-1]}
+            print(f"materializing {len(keys)} partitioned assets for {chosen[0]}..{chosen[-1]}")
+        else:
+            print(f"materializing {len(keys)} assets")
+        results.append(
+            job.get_subset(asset_selection=set(keys)).execute_in_process(
+                instance=instance,
+                tags=tags,
+                raise_on_error=False,
+                # progress (pages crawled, models built) without per-event debug lines
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            )
+        )
+    ok = print_statuses(graph, results)
+    if send_alerts_now:
+        from signalbox.platform.telegram import TelegramResource
+        from signalbox.sensors.iqr_alerts import send_alerts
+
+        # what the alert sensor does every minute under `dagster dev`, once, right now
+        telegram = TelegramResource.from_env().process_config_and_initialize()
+        tick = send_alerts(instance, telegram, None)
+        print(f"\non-call chat (IQR alerts): {tick.summary}")
+    return ok
+
+
+def recent_complete_partitions(partitions_def, count: int) -> list[str]:
+    """The last `count` partition keys whose time window has ended."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    keys = [
+        key
+        for key in partitions_def.get_partition_keys(current_time=now)
+        if partitions_def.time_window_for_partition_key(key).end <= now
+    ]
+    return keys[-count:]
+
+
+def print_statuses(graph, results) -> bool:
+    """One line per asset (status, partitions, last row count) and per check."""
+    materialized: dict = {}
+    checks = {}
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            materialized.setdefault(event.asset_key, []).append(
+                event.step_materialization_data.materialization
+            )
+        for check in result.get_asset_check_evaluations():
+            checks[check.asset_check_key] = check
     failed = False
-    print(f"\n{'asset':<60} {'status':<12} rows")
-    for key in planned:
-        materialization = materialized.get(key)
-        if materialization is None:
+    print(f"\n{'asset':<60} {'status':<14} rows")
+    for key in sorted(graph.materializable_asset_keys, key=str):
+        events = materialized.get(key)
+        if not events:
             failed = True
-            print(f"{key.to_user_string():<60} {'FAILED':<12} -")
+            print(f"{key.to_user_string():<60} {'FAILED':<14} -")
             continue
-        rows = materialization.metadata.get("dagster/row_count")
-        print(f"{key.to_user_string():<60} {'ok':<12} {rows.value if rows else '-'}")
+        status = "ok" if len(events) == 1 else f"ok ({len(events)} parts)"
+        rows = events[-1].metadata.get("dagster/row_count")
+        print(f"{key.to_user_string():<60} {status:<14} {rows.value if rows else '-'}")
     print(f"\n{'check':<80} status")
-    for check in sorted(checks, key=lambda c: (str(c.asset_key), c.check_name)):
+    for check in sorted(checks.values(), key=lambda c: (str(c.asset_key), c.check_name)):
         status = "passed" if check.passed else f"FAILED ({check.severity.value.lower()})"
         name = f"{check.asset_key.to_user_string()}:{check.check_name}"
         print(f"{name:<80} {status}")
-    for failure in result.get_step_failure_events():
-        print(f"\nstep {failure.step_key} failed: {failure.event_specific_data.error.message}")
-    return result.success and not failed
+    for result in results:
+        for failure in result.get_step_failure_events():
+            error = failure.event_specific_data.error
+            print(f"\nstep {failure.step_key} failed: {error.message if error else '?'}")
+    return all(r.success for r in results) and not failed
 
 
 # --------------------------------------------------------------------------- UI

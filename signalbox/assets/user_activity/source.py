@@ -34,10 +34,13 @@ from signalbox.platform.clickhouse import ClickHouseResource
 # that halves the feed's active users for an hour two days ago, and at the very end of
 # yesterday (its last two 15-minute buckets, so the latest complete buckets of the last
 # complete day breach their band) views drop to 30% while messages spike to 4x.
+# The checks judge the latest complete bucket; a sustained anomaly is caught on its first
+# bucket, after which it is part of the next band's history. So the demo's live ones fill
+# exactly the last bucket of yesterday, which is the latest complete one after the demo.
 DEMO_ANOMALIES = (
     "feed_users x0.4 D-2T14:00/D-2T15:00; "
-    "views x0.3 D-1T23:30/D-1T24:00; "
-    "messages x4 D-1T23:30/D-1T24:00"
+    "views x0.3 D-1T23:45/D-1T24:00; "
+    "messages x4 D-1T23:45/D-1T24:00"
 )
 
 

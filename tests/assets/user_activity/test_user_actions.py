@@ -125,7 +125,7 @@ def test_demo_anomalies_put_a_drop_and_a_spike_at_the_end_of_yesterday():
     anomalies = parse_anomalies(DEMO_ANOMALIES, today)
     last = [a for a in anomalies if a.end == at(today, "00:00")]
     assert {a.is_spike for a in last} == {True, False}
-    assert all(a.end - a.start <= timedelta(minutes=30) for a in last)  # the last buckets
+    assert all(a.end - a.start == timedelta(minutes=15) for a in last)  # the last bucket
 
 
 def test_day_volumes_follow_the_week_with_mild_deterministic_noise():
