@@ -5,12 +5,17 @@ Definitions are gathered from the modules of `signalbox.assets`, `signalbox.chec
 (nothing is listed by hand); resources come from the environment.
 """
 
+import warnings
+
 import dagster as dg
 
 import signalbox.assets
 import signalbox.checks
 import signalbox.sensors
 from signalbox.platform.resources import build_resources
+
+# gathering definitions from modules is a Dagster "preview" API; say so once, here
+warnings.filterwarnings("ignore", message=".*load_definitions_from", category=dg.PreviewWarning)
 
 defs = dg.Definitions.merge(
     dg.load_definitions_from_package_module(signalbox.assets),

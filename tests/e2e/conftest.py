@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +67,36 @@ class CliRun:
         return self.log.read_text()[-4000:]
 
 
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment minus production settings, on a SIGNALBOX_HOME of its own."""
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_VARIABLES}
+    env.update(SIGNALBOX_HOME=str(home), **extra)
+    return env
+
+
+def fresh_home() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="signalbox-e2e-", dir="/tmp"))
+    home.chmod(0o755)  # the embedded PostgreSQL runs as `nobody` when we are root
+    return home
+
+
+@pytest.fixture
+def new_home() -> Callable[[], Path]:
+    return fresh_home
+
+
+@pytest.fixture
+def env_for() -> Callable[..., dict[str, str]]:
+    return clean_env
+
+
 @pytest.fixture
 def run_cli() -> Iterator:
     runs: list[CliRun] = []
 
     def start(*args: str, **extra_env: str) -> CliRun:
-        home = Path(tempfile.mkdtemp(prefix="signalbox-e2e-", dir="/tmp"))
-        home.chmod(0o755)
-        env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_VARIABLES}
-        env.update(SIGNALBOX_HOME=str(home), **extra_env)
+        home = fresh_home()
+        env = clean_env(home, **extra_env)
         log = home / "cli.log"
         with log.open("w") as out:
             process = subprocess.Popen(

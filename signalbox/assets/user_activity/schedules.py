@@ -1,0 +1,33 @@
+"""Every 15 minutes: land today's user actions so far and rebuild today's activity models;
+the IQR checks on the 15-minute metrics run in the same run, right after the models."""
+
+from datetime import UTC
+
+import dagster as dg
+
+from signalbox.assets.user_activity.raw import (
+    FEED_ACTIONS_KEY,
+    MESSAGE_ACTIONS_KEY,
+    USER_ACTIVITY_DAILY,
+)
+from signalbox.assets.user_activity.report import REPORT_KEY
+
+user_activity_job = dg.define_asset_job(
+    "user_activity",
+    selection=dg.AssetSelection.assets(FEED_ACTIONS_KEY, MESSAGE_ACTIONS_KEY).downstream()
+    - dg.AssetSelection.assets(REPORT_KEY),
+    partitions_def=USER_ACTIVITY_DAILY,
+    description="User actions of a day, the activity dbt models, and their checks.",
+)
+
+
+@dg.schedule(
+    job=user_activity_job,
+    cron_schedule="1-59/15 * * * *",  # a minute after each bucket closes
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def user_activity_every_15_minutes(context: dg.ScheduleEvaluationContext):
+    moment = context.scheduled_execution_time.astimezone(UTC)
+    today = moment.strftime("%Y-%m-%d")  # the UTC day partition being filled
+    return dg.RunRequest(run_key=f"{today}@{moment:%H:%M}", partition_key=today)

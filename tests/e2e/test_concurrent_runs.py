@@ -1,0 +1,60 @@
+"""Two runs that both use the embedded ClickHouse, started at the same moment in separate
+processes (as the daemon launches them), must both succeed: chDB lets one process open its
+data directory at a time, and the engine guard queues the second instead of crashing it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dagster as dg
+
+from signalbox.platform.clickhouse import ClickHouseResource
+from signalbox.platform.dbt import prepare_projects
+from signalbox.platform.settings import PROJECT_ROOT
+
+RUN = """
+import sys, dagster as dg
+from signalbox.definitions import defs
+job = defs.resolve_job_def("user_activity")
+result = job.execute_in_process(partition_key=sys.argv[1], instance=dg.DagsterInstance.get())
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_two_clickhouse_runs_at_once_both_succeed(new_home, env_for, monkeypatch):
+    prepare_projects()
+    home = new_home()
+    (home / "dagster").mkdir()
+    # the instance exists before runs are launched (as under `dagster dev`): two processes
+    # creating a fresh SQLite storage at once would race on its schema migration
+    dg.DagsterInstance.from_config(str(home / "dagster")).dispose()
+    env = env_for(home, SIGNALBOX_ACTIVITY_ANOMALIES="", DAGSTER_HOME=str(home / "dagster"))
+    days = ["2026-11-20", "2026-11-21"]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUN, day],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for day in days
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output[-3000:]
+    # both days landed and were modelled
+    monkeypatch.setenv("SIGNALBOX_HOME", str(home))
+    with ClickHouseResource().client("test: read back") as client:
+        landed = client.query(
+            "SELECT toString(toDate(time)), count() FROM activity.feed_actions"
+            " GROUP BY 1 ORDER BY 1"
+        ).result_rows
+        modelled = client.query(
+            "SELECT toString(event_date), count() FROM activity_marts.activity_daily_dimensions"
+            " GROUP BY 1 ORDER BY 1"
+        ).result_rows
+    assert [day for day, rows in landed if rows > 0] == days
+    assert [day for day, rows in modelled if rows > 0] == days
