@@ -17,6 +17,14 @@ from signalbox.platform.embedded.postgres import EmbeddedPostgres
 from signalbox.platform.warehouse import WarehouseResource
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Parse the dbt projects first: loading the code location reads their manifests
+    (what `dagster-dbt project prepare-and-package` does at build time)."""
+    from signalbox.platform.dbt import prepare_projects
+
+    prepare_projects()
+
+
 @pytest.fixture(scope="session")
 def signalbox_home() -> Iterator[Path]:
     """A fresh SIGNALBOX_HOME whose parents the embedded PostgreSQL's user can enter."""
