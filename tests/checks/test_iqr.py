@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +21,7 @@ import psycopg2.extras
 import pytest
 
 import signalbox.checks as applied
+from signalbox.assets.user_activity.generator import Anomaly, parse_anomalies
 from signalbox.checks.iqr import (
     BREACH,
     INSIDE,
@@ -57,26 +58,32 @@ def reference(
     frame: pd.DataFrame, metric: str, rule: IqrRule, bucket: timedelta, now, history
 ) -> pd.DataFrame:
     """The seed's rule in pandas, written independently of the SQL: per series, on the
-    complete time grid (missing buckets are NaN), q25/q75 of `shift(1).rolling(n)` with
-    pandas' linear interpolation; every bucket of the last `history` up to the latest
-    complete bucket of the whole table (and that bucket whatever `history` is)."""
+    time grid of its complete buckets (missing buckets are NaN; nothing after the latest
+    complete bucket of the whole table, so the bucket still filling never enters), q25/q75
+    of `shift(1).rolling(n)` with pandas' linear interpolation; with `smooth_bounds`, the
+    seed's `rolling(n, center=True, min_periods=1).mean()` of the bounds as it stands when
+    each bucket is judged (see `seed_template_band`, which checks this equivalence);
+    every bucket of the last `history` up to the latest complete bucket (and that bucket
+    whatever `history` is)."""
     latest = frame.loc[frame.ts + bucket <= now, "ts"].max()
     if pd.isna(latest):
         return pd.DataFrame()
+    frame = frame[frame.ts <= latest]
     bounds = frame.groupby("sid").ts.agg(["min", "max"])
-    grid = pd.concat(
-        [
-            pd.DataFrame({"sid": sid, "ts": pd.date_range(first, last, freq=bucket)})
-            for sid, (first, last) in bounds.iterrows()
-        ],
-        ignore_index=True,
+    spans = ((bounds["max"] - bounds["min"]) // bucket + 1).to_numpy(dtype=int)
+    steps = np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans)
+    grid = pd.DataFrame(
+        {
+            "sid": np.repeat(bounds.index.to_numpy(), spans),
+            "ts": pd.DatetimeIndex(bounds["min"].repeat(spans)) + steps * pd.Timedelta(bucket),
+        }
     )
     full = grid.merge(frame[["sid", "ts", metric]], on=["sid", "ts"], how="left", indicator=True)
     values = full[metric].astype(float)
     previous = values.groupby(full.sid).shift(1)
 
-    def rolling(series: pd.Series, min_periods: int):
-        return series.groupby(full.sid).rolling(rule.n, min_periods=min_periods)
+    def rolling(series: pd.Series, min_periods: int, window: int = rule.n):
+        return series.groupby(full.sid).rolling(window, min_periods=min_periods)
 
     def aligned(result: pd.Series) -> pd.Series:
         return result.reset_index(level=0, drop=True).reindex(full.index)
@@ -85,6 +92,14 @@ def reference(
     q75 = aligned(rolling(previous, rule.n).quantile(0.75))
     iqr = q75 - q25
     lower, upper = q25 - rule.a * iqr, q75 + rule.a * iqr
+    if rule.smooth_bounds:
+        # A bucket judged is the last of the series, so the centered window of n has only
+        # its n//2 buckets before (pandas' convention, odd and even n) and itself. A
+        # bucket without a row has no band of its own (the SQL has no row for it).
+        has_row = full._merge == "both"
+        kept = rule.n // 2 + 1
+        lower = aligned(rolling(lower.where(has_row), 1, kept).mean())
+        upper = aligned(rolling(upper.where(has_row), 1, kept).mean())
     below = (lower - values).clip(lower=0)
     above = (values - upper).clip(lower=0)
     distance = {"both": below.where(values < lower, above), "drop": below, "spike": above}
@@ -109,6 +124,20 @@ def reference(
     keep = (full._merge == "both") & (full.ts <= latest)
     keep &= (full.ts > latest - history) | (full.ts == latest)
     return result[keep].sort_values(["part", "ts"], ignore_index=True)
+
+
+def seed_template_band(values: pd.Series, n: int, a: float) -> tuple[float, float]:
+    """The seed's alert DAG (karpov.courses template) verbatim, run on the series up to
+    and including the bucket it judges (`iloc[-1]`): its band (low, up) for that bucket."""
+    df = pd.DataFrame({"metric": values.to_numpy(dtype=float)})
+    df["q25"] = df["metric"].shift(1).rolling(n).quantile(0.25)
+    df["q75"] = df["metric"].shift(1).rolling(n).quantile(0.75)
+    df["iqr"] = df["q75"] - df["q25"]
+    df["up"] = df["q75"] + a * df["iqr"]
+    df["low"] = df["q25"] - a * df["iqr"]
+    df["up"] = df["up"].rolling(n, center=True, min_periods=1).mean()
+    df["low"] = df["low"].rolling(n, center=True, min_periods=1).mean()
+    return df["low"].iloc[-1], df["up"].iloc[-1]
 
 
 _references: dict = {}
@@ -207,12 +236,19 @@ def series() -> pd.DataFrame:
     return pd.concat([random_series(seed) for seed in range(SERIES)], ignore_index=True)
 
 
-RULES = [
+BASE_RULES = [
     (IqrRule(), timedelta(days=2)),  # the seed's rule, every bucket of the table
     (IqrRule(a=1.5, n=3, direction="drop"), timedelta(days=2)),
     (IqrRule(a=0.0, n=1, direction="spike"), timedelta(days=2)),
+    (IqrRule(a=2.0, n=4, direction="both"), timedelta(days=2)),  # even n: 2 before
     (IqrRule(a=0.5, n=8, direction="both"), timedelta(hours=6)),
     (IqrRule(a=3.0, n=2, direction="spike"), timedelta(0)),  # the latest bucket only
+]
+# every rule with smoothed bounds (the default) and raw ones (the issue's literal rule)
+RULES = [
+    (replace(rule, smooth_bounds=smooth), history)
+    for rule, history in BASE_RULES
+    for smooth in (True, False)
 ]
 
 
@@ -333,16 +369,48 @@ def test_sql_equals_the_pandas_reference_on_random_series(engine, series, rule, 
     assert any(p.breach for p in latest) or rule.direction != "both"
 
 
-def test_the_random_series_cover_every_case(series):
-    rule = IqrRule()
+@pytest.mark.parametrize("smooth", [True, False])
+def test_the_random_series_cover_every_case(series, smooth):
+    rule = IqrRule(smooth_bounds=smooth)
     expected = cached_reference(series, "v", rule, timedelta(days=2))
     latest = expected[expected.is_latest]
-    assert latest.breach.sum() >= 20 and (~latest.breach & latest.distance.notna()).sum() >= 20
+    assert latest.breach.sum() >= 15 and (~latest.breach & latest.distance.notna()).sum() >= 20
     assert latest.distance.isna().sum() >= 10  # not judged: short history, nulls, gaps
     assert (latest.q25 == latest.q75).sum() >= 10  # ties and constant series: IQR = 0
     assert expected.window_count.lt(rule.n).sum() > 100
     assert (series.v < 0).sum() > 100 and (series.v == 0).sum() > 100
     assert len(latest) < series.sid.nunique()  # some series stop before the latest bucket
+    raw = cached_reference(series, "v", replace(rule, smooth_bounds=False), timedelta(days=2))
+    judged_alone = expected.lower.notna() & expected.q25.isna()
+    if smooth:  # what the smoothing changes is exercised, at the latest bucket too
+        changed = ~np.isclose(expected.lower, raw.lower, equal_nan=True)
+        assert changed.sum() > 5000 and (changed & expected.is_latest).sum() >= 50
+        assert (expected.breach != raw.breach).sum() > 300
+        # judged with the raw bands of the buckets before, its own window being short
+        assert judged_alone.sum() > 100 and (judged_alone & expected.is_latest).sum() >= 3
+    else:
+        assert not judged_alone.any()
+        assert expected.lower.equals(expected.q25 - 3 * (expected.q75 - expected.q25))
+
+
+def test_smoothing_is_the_seed_template_run_at_each_bucket(series):
+    """The reference's smoothing is the seed's code as it runs every 15 minutes: the
+    template verbatim on the series up to each bucket gives that bucket's band, for odd
+    and even n (pandas' centered window keeps n//2 buckets before the last one)."""
+    kinds = ("gauss", "ties", "zeros", "constant", "negative", "shifted", "nulls")
+    sids = [sid for sid in range(2 * len(KINDS)) if KINDS[sid % len(KINDS)] in kinds]
+    for n in (1, 2, 3, 4, 5, 8):
+        rule = IqrRule(a=2.5, n=n)
+        for sid in sids[: len(kinds)] if n == 5 else sids[n : n + 1]:
+            frame = series[series.sid == sid].reset_index(drop=True)
+            now = frame.ts.iloc[-1].to_pydatetime() + timedelta(minutes=7)  # last one filling
+            expected = reference(frame, "v", rule, BUCKET, now, timedelta(days=2))
+            last = len(frame) - 1  # the short history at the start, and the end
+            for t in [*range(min(12, last)), *range(max(12, last - 12), last)]:
+                low, up = seed_template_band(frame.v.iloc[: t + 1], n, rule.a)
+                got = expected.iloc[t]
+                assert np.isclose(got.lower, low, equal_nan=True), (n, sid, t)
+                assert np.isclose(got.upper, up, equal_nan=True), (n, sid, t)
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
@@ -355,7 +423,7 @@ def test_each_series_alone_matches_the_reference(name, clickhouse, warehouse, se
         for seed in range(len(KINDS)):
             frame = series[series.sid == seed].reset_index(drop=True)
             load(resource, table, frame)
-            for rule, history in RULES[:3]:
+            for rule, history in RULES[:2]:  # the seed's rule, smoothed and raw
                 query = IqrQuery(table, "ts", ("v",), BUCKET, rule)
                 got = engine_frame(run(resource, query, NOW, history)["v"])
                 expected = reference(frame, "v", rule, BUCKET, NOW, history).assign(part="")
@@ -382,6 +450,7 @@ def now_for(frame: pd.DataFrame, filling: bool = True) -> datetime:
     return last + (timedelta(minutes=7) if filling else BUCKET)
 
 
+RAW = IqrRule(smooth_bounds=False)  # the issue's literal rule
 CASES = {
     # the seed's example: steady, then a spike in the latest complete bucket
     "spike": ([10, 12, 11, 13, 12, 50, 11], IqrRule(), BREACH, 50.0),
@@ -395,6 +464,18 @@ CASES = {
     "constant_then_same": ([5, 5, 5, 5, 5, 5, 9], IqrRule(), INSIDE, 5.0),
     "constant_then_other": ([5, 5, 5, 5, 5, 5.001, 9], IqrRule(), BREACH, 5.001),
     "empty": ([], IqrRule(), NO_DATA, None),
+    # the seed's smoothing: the band of the latest bucket is the mean of its raw band and
+    # those of the 2 buckets before. Here its own raw band is [20, 20] (five 20s before
+    # it), the one of 2 buckets before is [-60, 80] (0, 0, 20, 20, 20): smoothed band
+    # [-6.7, 40], so 21 is inside; the literal rule says breach.
+    "smoothed_inside": ([0, 0, 20, 20, 20, 20, 20, 21, 99], IqrRule(), INSIDE, 21.0),
+    "raw_breach": ([0, 0, 20, 20, 20, 20, 20, 21, 99], RAW, BREACH, 21.0),
+    # a NULL 2 buckets back leaves the latest bucket's own window short, but the raw band
+    # of the bucket 2 before it is complete: smoothed, it is judged (min_periods=1)
+    "smoothed_judged": ([10, 12, 11, 13, 12, 11, None, 12, 60, 1], IqrRule(), BREACH, 60.0),
+    "raw_not_judged": ([10, 12, 11, 13, 12, 11, None, 12, 60, 1], RAW, NOT_JUDGED, 60.0),
+    # the bucket still filling never enters the mean: 999 there changes nothing
+    "smoothed_filling": ([10, 12, 11, 13, 12, 11, 12, 999], IqrRule(), INSIDE, 12.0),
 }
 
 
@@ -429,6 +510,15 @@ def test_rule_and_spec_validation():
         IqrRule(a=-1)
     with pytest.raises(IqrConfigError, match="direction"):
         IqrRule(direction="up")
+    with pytest.raises(IqrConfigError, match="smooth_bounds"):
+        IqrRule(smooth_bounds="yes")
+    assert IqrRule().describe() == "a=3, n=5, direction=both, smoothed bounds"
+    assert RAW.describe() == "a=3, n=5, direction=both, raw bounds"
+    assert (
+        IqrRule(n=4).smoothing_buckets,
+        IqrRule(n=5).smoothing_buckets,
+        RAW.smoothing_buckets,
+    ) == (2, 2, 0)
     with pytest.raises(IqrConfigError, match="table"):
         IqrQuery("marts.x; DROP TABLE y", "ts", ("v",), BUCKET)
     with pytest.raises(IqrConfigError, match="metrics"):
@@ -593,30 +683,39 @@ def test_mailbox_check_on_postgres_bands_each_mailbox(warehouse):
 
 
 GENERATED = "test_iqr_generated"
+# The demo's anomalies are relative to the day of the run (see DEMO_ANOMALIES): with
+# D = TODAY, the feed loses 60% of its users on D-2 14:00-15:00 UTC, and in D-1's last
+# bucket views drop to 30% while messages go x4. D-3 is landed as history for D-2.
+TODAY = date(2026, 11, 19)
+GENERATED_DAYS = [TODAY - timedelta(days=k) for k in (3, 2, 1)]
+JUDGED_DAYS = GENERATED_DAYS[1:]  # every complete bucket of these is judged
+JUDGED_FROM = datetime(JUDGED_DAYS[0].year, JUDGED_DAYS[0].month, JUDGED_DAYS[0].day, tzinfo=UTC)
+JUDGED_BUCKETS = 96 * len(JUDGED_DAYS)
+# the metrics each kind of injected anomaly moves (a views drop moves CTR = likes/views)
+EFFECTS = {
+    "feed_users": ("feed_active_users", "views", "likes", "ctr"),
+    "views": ("views", "ctr"),
+    "messages": ("messages_sent", "messenger_active_users"),
+}
 
 
-def test_activity_checks_on_the_dbt_model_built_from_generated_actions(signalbox_home):
-    """The whole path on chDB: generated user actions with an injected drop, the dbt
-    model `activity_metrics_15min`, then the applied checks on the table dbt built.
+@pytest.fixture(scope="module")
+def generated(signalbox_home: Path) -> Iterator[tuple[ClickHouseResource, list[Anomaly]]]:
+    """The whole path on chDB, once per module: the demo's generated world (its default
+    volume: 200,000 users, ~300,000 feed events and ~30,000 messages a day) with the demo
+    anomalies, landed for three days, then the dbt model `activity_metrics_15min`."""
+    from signalbox.assets.user_activity.source import DEMO_ANOMALIES, GeneratedUserActions
 
-    Only the injected drop is asserted: on this generator's steep daily curve the seed's
-    rule (n=5, a=3) also fires at turning points of the curve (measured in the report)."""
-    from signalbox.assets.user_activity.source import GeneratedUserActions
-
-    day_before, day = datetime(2026, 11, 16).date(), datetime(2026, 11, 17).date()
-    world = GeneratedUserActions(
-        users=20_000,
-        feed_events_per_day=120_000,
-        messages_per_day=12_000,
-        seed=3,
-        anomalies=f"views x0.3 {day}T10:00/{day}T11:00",
-    )
+    world = GeneratedUserActions()  # the demo's defaults, anomalies included
+    assert world.anomalies == DEMO_ANOMALIES and world.feed_events_per_day == 300_000
+    anomalies = parse_anomalies(world.anomalies, TODAY)
+    assert {a.start.date() for a in anomalies} <= set(JUDGED_DAYS)
     resource = ClickHouseResource(database=GENERATED, lock_timeout_seconds=120)
-    landed_at = datetime(2026, 11, 18, tzinfo=UTC)
-    for d in (day_before, day):
+    landed_at = datetime(TODAY.year, TODAY.month, TODAY.day, tzinfo=UTC)
+    for d in GENERATED_DAYS:
         world.land(resource, d, now=landed_at)
     project = Path(__file__).resolve().parents[2] / "dbt_project" / "activity"
-    window = f"{{min_date: '{day_before}', max_date: '{day}'}}"
+    window = f"{{min_date: '{GENERATED_DAYS[0]}', max_date: '{GENERATED_DAYS[-1]}'}}"
     with resource.dbt_lock("test: dbt run") as env:
         result = subprocess.run(
             [str(Path(sys.executable).parent / "dbt"), "run", "-s", "+activity_metrics_15min"]
@@ -631,18 +730,135 @@ def test_activity_checks_on_the_dbt_model_built_from_generated_actions(signalbox
         )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     try:
-        drop_closed = datetime(2026, 11, 17, 10, 16, tzinfo=UTC)
-        spec = replace(applied.ACTIVITY_IQR, clock=lambda: drop_closed)
-        evaluations = run_checks(spec, {"clickhouse": resource})
-        views = metadata_values(evaluations["iqr_views"].metadata)
-        assert not evaluations["iqr_views"].passed and views["status"] == BREACH
-        assert views["bucket_start"] == datetime(2026, 11, 17, 10, tzinfo=UTC).timestamp()
-        assert views["value"] < views["lower"] and views["deviation_pct"] < -50
-        assert len(series_from_metadata(views["series"])[""]) == 96
+        yield resource, anomalies
     finally:
         with resource.client("test cleanup") as client:
             for suffix in ("", "_staging", "_intermediate", "_marts"):
                 client.command(f"DROP DATABASE IF EXISTS `{GENERATED}{suffix}`")
+
+
+def test_activity_checks_on_the_dbt_model_built_from_generated_actions(generated):
+    """The applied checks, as the schedule runs them a minute after the demo's last
+    anomaly bucket closed: messages x4 and views at 30% in D-1's last bucket."""
+    resource, anomalies = generated
+    last = max(anomalies, key=lambda a: a.start)
+    spec = replace(applied.ACTIVITY_IQR, clock=lambda: last.start + BUCKET + timedelta(minutes=1))
+    evaluations = run_checks(spec, {"clickhouse": resource})
+    sent = metadata_values(evaluations["iqr_messages_sent"].metadata)
+    assert not evaluations["iqr_messages_sent"].passed and sent["status"] == BREACH
+    assert sent["bucket_start"] == last.start.timestamp()
+    assert sent["value"] > sent["upper"] and sent["deviation_pct"] > 100
+    assert sent["rule"] == "a=3, n=5, direction=both, smoothed bounds"
+    series = series_from_metadata(sent["series"])[""]
+    assert len(series) == 96 and series[-1].upper == pytest.approx(sent["upper"])
+    ctr = metadata_values(evaluations["iqr_ctr"].metadata)  # likes / views x3.3
+    assert ctr["status"] == BREACH and ctr["value"] > ctr["upper"]
+    # views at 30% are not outside their band: at night the previous 5 buckets fall
+    # steeply (487, 419, 342, 325 views ...), their IQR is wide and 30% stays inside
+    views = metadata_values(evaluations["iqr_views"].metadata)
+    assert views["status"] == INSIDE and views["deviation_pct"] < -60
+
+
+_verdicts: dict[IqrRule, dict[str, list[tuple[datetime, bool]]]] = {}
+
+
+def judge_every_bucket(resource, rule: IqrRule) -> dict[str, list[tuple[datetime, bool]]]:
+    """metric -> (bucket, breached) for every complete bucket of the judged days.
+
+    Each bucket's row carries the band it is judged by when it is the latest complete
+    bucket (its quantiles use the buckets before it only, its smoothing the raw bands of
+    n//2 buckets before it and its own), so one query over the two days gives the verdict
+    of every bucket. Checked here against the schedule's own runs (a minute after a bucket
+    closed, that bucket the latest) at breaches of the views and messages checks and a
+    spread of quiet buckets, all six metrics each: the band drawn is the band judged. (A
+    run costs 0.1-0.3 s on chDB: 192 per rule would not fit this module's budget.)"""
+    if rule in _verdicts:
+        return _verdicts[rule]
+    spec = replace(applied.ACTIVITY_IQR, rule=rule)
+    end = JUDGED_FROM + JUDGED_BUCKETS * BUCKET
+    days = timedelta(days=len(JUDGED_DAYS))
+    series = run_iqr_query(replace(spec, history=days), resource, end + timedelta(minutes=1))
+    verdicts = {}
+    for metric, points in series.items():
+        assert [p.bucket_start for p in points] == [
+            JUDGED_FROM + k * BUCKET for k in range(JUDGED_BUCKETS)
+        ]
+        assert all(p.judged for p in points), metric  # every bucket has a band
+        verdicts[metric] = [(p.bucket_start, p.breach) for p in points]
+    breaches = sorted({b for m in ("views", "messages_sent") for b, hit in verdicts[m] if hit})
+    quiet = [JUDGED_FROM + k * BUCKET for k in range(0, JUDGED_BUCKETS, 47)]
+    latest_only = replace(spec, history=timedelta(0))
+    with warm(resource):
+        for bucket in sorted({*breaches[:: max(1, len(breaches) // 4)], *quiet}):
+            now = bucket + BUCKET + timedelta(minutes=1)
+            run = run_iqr_query(latest_only, resource, now)
+            for metric, points in run.items():
+                (judged,) = points
+                drawn = series[metric][(bucket - JUDGED_FROM) // BUCKET]
+                assert judged.bucket_start == drawn.bucket_start == bucket
+                assert (judged.lower, judged.upper) == pytest.approx((drawn.lower, drawn.upper))
+                assert judged.breach == drawn.breach, (metric, bucket)
+    _verdicts[rule] = verdicts
+    return verdicts
+
+
+# After an anomaly ends, the band is still judged from its buckets for a while: a drop
+# of 4 buckets leaves 4 low values among the 5 previous ones, so q25 and q75 are both low
+# and the return to normal reads as a spike for the next 1-2 buckets (raw; the smoothed
+# band averages those raw bands with the ones before it). That is the rule working as
+# written, the anomaly's own echo, not noise: 2 buckets after an end count as inside.
+AFTER_ANOMALY = 2 * BUCKET
+
+
+def explained(metric: str, bucket: datetime, anomalies) -> bool:
+    return any(
+        metric in EFFECTS[a.metric] and a.start <= bucket < a.end + AFTER_ANOMALY for a in anomalies
+    )
+
+
+@pytest.mark.parametrize("smooth", [True, False], ids=["smoothed", "raw"])
+def test_every_bucket_of_generated_days_catches_the_injected_anomalies(generated, smooth):
+    """Every injected anomaly breaches the band of a metric it moves, in its window."""
+    resource, anomalies = generated
+    verdicts = judge_every_bucket(resource, IqrRule(smooth_bounds=smooth))
+    caught = {
+        str(a): {
+            (metric, b.strftime("%H:%M"))
+            for metric in EFFECTS[a.metric]
+            for b, hit in verdicts[metric]
+            if hit and a.start <= b < a.end
+        }
+        for a in anomalies
+    }
+    assert all(caught.values()), caught
+    first_buckets = {(EFFECTS[a.metric][0], a.start.strftime("%H:%M")) for a in anomalies}
+    # the feed outage and the messages spike on their own metric, in their first bucket;
+    # the views drop at night on CTR only (see the test above)
+    assert first_buckets - set().union(*caught.values()) == {("views", "23:45")}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: the seed's rule (n=5, a=3) breaches 7-16 times per metric per day "
+    "outside the anomalies, smoothed or raw, on ordinary noise (the IQR of 5 values is often "
+    "tiny) and on the daily curve's turns. No generator volume or curve makes it quiet: "
+    "see signalbox/checks/iqr.py.",
+)
+@pytest.mark.parametrize("smooth", [True, False], ids=["smoothed", "raw"])
+def test_on_generated_days_breaches_are_only_the_injected_anomalies(generated, smooth, capsys):
+    """The issue's "fires on the injected anomalies only", on every complete bucket of two
+    demo days: known not to hold for the seed's rule; the counts are printed."""
+    resource, anomalies = generated
+    verdicts = judge_every_bucket(resource, IqrRule(smooth_bounds=smooth))
+    unexplained = {
+        metric: [b for b, hit in marks if hit and not explained(metric, b, anomalies)]
+        for metric, marks in verdicts.items()
+    }
+    with capsys.disabled():
+        print(f"\nsmooth_bounds={smooth}: breaches outside the injected anomalies per day")
+        for metric, buckets in unexplained.items():
+            print(f"  {metric:24} {len(buckets) / len(JUDGED_DAYS):5.1f}")
+    assert not any(unexplained.values())
 
 
 def test_ninety_days_of_six_metrics_on_chdb(clickhouse, capsys):
@@ -663,6 +879,8 @@ def test_ninety_days_of_six_metrics_on_chdb(clickhouse, capsys):
             timings.append(time.perf_counter() - started)
         return min(timings)
 
+    bands = {}
+
     def check_run():
         points = run_iqr_query(spec, clickhouse, now)
         assert all(evaluate(m, points[m]).status in (INSIDE, BREACH) for m in spec.metrics)
@@ -671,8 +889,8 @@ def test_ninety_days_of_six_metrics_on_chdb(clickhouse, capsys):
     everything = replace(spec, history=timedelta(days=90))
     with clickhouse.client("benchmark: engine up"):
         warm_query = best_of_three(lambda: run_iqr_query(spec, clickhouse, now))
-        all_bands = best_of_three(lambda: run_iqr_query(everything, clickhouse, now))
-        assert len(run_iqr_query(everything, clickhouse, now)["views"]) == 90 * 96
+        all_bands = best_of_three(lambda: bands.update(run_iqr_query(everything, clickhouse, now)))
+    assert len(bands["views"]) == 90 * 96 and spec.rule.smooth_bounds  # the default, smoothed
     with capsys.disabled():
         print()
         for name, value in (
