@@ -79,11 +79,18 @@ def day_windows(start: date, last: date, days: int = 1) -> list[DayWindow]:
 
 
 def ensure_table(cur) -> None:
+    """Create the table and its date index (the crawl's first step; takes a table lock)."""
     COMPLAINTS.create(cur)
     cur.execute(
         "CREATE INDEX IF NOT EXISTS cfpb_complaints_date_received_idx "
         f"ON {COMPLAINTS.name} (date_received)"
     )
+
+
+def table_exists(cur) -> bool:
+    """Readers (sensor, checks) look without DDL, so they never wait on a running load."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (COMPLAINTS.name,))
+    return cur.fetchone()[0]
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ class StoredState:
 
 def stored_state(warehouse: WarehouseResource) -> StoredState:
     with warehouse.connect() as conn, conn.cursor() as cur:
-        ensure_table(cur)
+        if not table_exists(cur):
+            return StoredState(None, 0)
         cur.execute(f"SELECT max(date_received), count(*) FROM {COMPLAINTS.name}")
         newest, rows = cur.fetchone()
     return StoredState(newest, rows)
@@ -103,7 +111,8 @@ def stored_state(warehouse: WarehouseResource) -> StoredState:
 def stored_since(warehouse: WarehouseResource, start: date) -> int:
     """Complaints stored with date received on or after `start` (index range scan)."""
     with warehouse.connect() as conn, conn.cursor() as cur:
-        ensure_table(cur)
+        if not table_exists(cur):
+            return 0
         cur.execute(f"SELECT count(*) FROM {COMPLAINTS.name} WHERE date_received >= %s", (start,))
         return cur.fetchone()[0]
 

@@ -12,6 +12,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.utils import make_new_run_id
 
 from signalbox.assets.complaints.cfpb import CfpbResource
+from signalbox.assets.complaints.checks import cfpb_complaints_match_api, cfpb_complaints_unique
 from signalbox.assets.complaints.ingest import COMPLAINTS, crawl_complaints
 from signalbox.assets.complaints.raw import (
     RAW_COMPLAINTS,
@@ -247,3 +248,28 @@ def test_resource_reads_its_settings_from_the_environment(monkeypatch):
     assert ready.base_url == "http://127.0.0.1:9/search/api/v1/"
     assert (ready.rate_limit_per_minute, ready.backfill_days, ready.lookback_days) == (600, 7, 20)
     assert ready.backfill_start_date() == date(2024, 3, 1)
+
+
+def test_checks_on_the_raw_table(cfpb_sim, warehouse):
+    cfpb = resource_for(cfpb_sim, backfill_start=SINCE)
+    assert cfpb_complaints_unique(warehouse=warehouse).passed is False  # no table yet
+    assert cfpb_complaints_match_api(cfpb=cfpb, warehouse=warehouse).passed
+    load(cfpb, warehouse)
+    unique = cfpb_complaints_unique(warehouse=warehouse)
+    assert unique.passed and unique.metadata["rows"].value == len(expected(cfpb_sim))
+    assert cfpb_complaints_match_api(cfpb=cfpb, warehouse=warehouse).passed
+
+    # a row whose typed column no longer says what its payload says fails the check
+    warehouse.query(
+        f"UPDATE {COMPLAINTS.name} SET date_received = date_received - 1"
+        f" WHERE complaint_id = (SELECT min(complaint_id) FROM {COMPLAINTS.name})"
+        " RETURNING complaint_id"
+    )
+    broken = cfpb_complaints_unique(warehouse=warehouse)
+    assert not broken.passed and broken.metadata["date_differs_from_payload"].value == 1
+
+    # complaints published since the load make the API check warn
+    cfpb_sim.now = NOW + timedelta(days=2)
+    behind = cfpb_complaints_match_api(cfpb=cfpb, warehouse=warehouse)
+    assert not behind.passed and behind.severity == dg.AssetCheckSeverity.WARN
+    assert behind.metadata["missing"].value > 0
