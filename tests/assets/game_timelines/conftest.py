@@ -1,0 +1,151 @@
+"""Fixtures for the game-timelines slice: the Neople simulator over a seeded world, moto's
+S3 server (started and stopped here), the SMTP sink and the Telegram simulator, and a fresh
+warehouse database per test on the session's embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from game_timelines_support import BOT_TOKEN, BUCKET, CHAT_ID, MAIL_TO, NOW, character_list
+from moto.server import ThreadedMotoServer
+
+from signalbox.assets.game_timelines.neople import NeopleResource
+from signalbox.platform.email import EmailResource
+from signalbox.platform.embedded.ports import free_port
+from signalbox.platform.embedded.s3 import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
+from signalbox.platform.object_store import ObjectStoreResource
+from signalbox.platform.telegram import TelegramResource
+from signalbox.platform.warehouse import WarehouseResource
+from signalbox.simulators.neople import DEFAULT_API_KEY, NeopleFaults, NeopleSimulator
+from signalbox.simulators.neople_world import NeopleWorld
+from signalbox.simulators.smtp import SmtpSink
+from signalbox.simulators.telegram import TelegramSimulator
+
+
+@pytest.fixture(scope="package")
+def aws_env(tmp_path_factory) -> Iterator[None]:
+    """The standard AWS variables only (no profile, no config files of the machine)."""
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_CONFIG_FILE", str(empty))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("AWS_ACCESS_KEY_ID", DEMO_ACCESS_KEY)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", DEMO_SECRET_KEY)
+        mp.setenv("AWS_REGION", "us-east-1")
+        yield
+
+
+@pytest.fixture(scope="package")
+def moto_url(aws_env) -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    ObjectStoreResource(bucket=BUCKET, endpoint_url=f"http://127.0.0.1:{port}").ensure_bucket()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def store(moto_url: str) -> ObjectStoreResource:
+    """The bucket under a prefix of the test's own, so tests never see each other's files."""
+    return ObjectStoreResource(
+        bucket=BUCKET, endpoint_url=moto_url, prefix=f"t-{uuid.uuid4().hex[:8]}"
+    )
+
+
+@pytest.fixture(scope="package")
+def world() -> NeopleWorld:
+    return NeopleWorld(seed=7)
+
+
+@pytest.fixture
+def neople_sim(world: NeopleWorld) -> Iterator[NeopleSimulator]:
+    with NeopleSimulator(world, now=NOW, rate_limit=100_000, faults=NeopleFaults()) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="package")
+def _sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def sink(_sink: SmtpSink) -> SmtpSink:
+    _sink.reset()
+    return _sink
+
+
+@pytest.fixture(scope="package")
+def _chat() -> Iterator[TelegramSimulator]:
+    # flood control off: a test's sends must not wait on it
+    with TelegramSimulator(
+        token=BOT_TOKEN, per_chat_per_second=None, group_per_minute=None, global_per_second=None
+    ) as sim:
+        yield sim
+
+
+@pytest.fixture
+def chat(_chat: TelegramSimulator) -> TelegramSimulator:
+    _chat.clear()
+    _chat.faults = type(_chat.faults)()
+    return _chat
+
+
+@pytest.fixture
+def warehouse(fresh_database) -> Iterator[WarehouseResource]:
+    with fresh_database() as database:
+        yield database
+
+
+@pytest.fixture
+def make_resources(
+    neople_sim: NeopleSimulator,
+    warehouse: WarehouseResource,
+    store: ObjectStoreResource,
+    sink: SmtpSink,
+    chat: TelegramSimulator,
+    world: NeopleWorld,
+) -> Callable[..., dict[str, Any]]:
+    def make(**neople_fields: Any) -> dict[str, Any]:
+        fields = dict(
+            base_url=neople_sim.url,
+            api_key=DEFAULT_API_KEY,
+            characters=character_list(world),
+            rate_limit_per_minute=None,
+            backoff_base_seconds=0.01,
+            max_attempts=3,
+            read_timeout_seconds=5,
+        )
+        return {
+            "neople": NeopleResource(**{**fields, **neople_fields}),
+            "warehouse": warehouse,
+            "object_store": store,
+            "email": EmailResource(
+                host="127.0.0.1",
+                port=sink.port,
+                recipients=MAIL_TO,
+                max_attempts=1,
+                timeout_seconds=5,
+            ),
+            "telegram": TelegramResource(
+                bot_token=BOT_TOKEN,
+                chat_id=CHAT_ID,
+                base_url=chat.url,
+                max_attempts=1,
+                backoff_base_seconds=0.01,
+            ),
+        }
+
+    return make
+
+
+@pytest.fixture
+def resources(make_resources) -> dict[str, Any]:
+    return make_resources()

@@ -1,0 +1,67 @@
+"""Constants and helpers the game-timelines tests share (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import dagster as dg
+
+from signalbox.assets.game_timelines import checks, raw
+from signalbox.simulators.neople_world import KST, NeopleWorld
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=KST)
+DAYS = [date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 19)]  # Mon, Tue, Thu (reset)
+BUCKET = "signalbox-game-timelines"
+CHAT_ID = "-1001000000042"
+BOT_TOKEN = "654321:game-timelines-test"
+MAIL_TO = "oncall@example.com"
+
+ASSETS = [raw.neople_timeline_events, checks.neople_timeline_parquet_matches_postgres,
+          checks.neople_timeline_rows_for_active_characters]  # fmt: skip
+
+
+def character_list(world: NeopleWorld) -> str:
+    """NEOPLE_CHARACTERS for every character of the world, as `serverId:characterId`."""
+    return ",".join(f"{c.server_id}:{c.character_id}" for c in world.specs)
+
+
+def materialize(
+    resources: dict[str, Any],
+    day: date | None = None,
+    *,
+    days: tuple[date, date] | None = None,
+    refetch: bool = False,
+    notify: bool = True,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInJobResult:
+    """One run of the raw asset and its checks for a day (or a range of days)."""
+    config = {"refetch": refetch, "notify": notify}
+    run_config = {"ops": {"raw__neople_timeline_events": {"config": config}}}
+    tags = {}
+    if days is not None:
+        tags = {
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[1].isoformat(),
+        }
+    return dg.materialize(
+        ASSETS,
+        resources=resources,
+        partition_key=day.isoformat() if day else None,
+        tags=tags,
+        run_config=run_config,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def expected_rows(world: NeopleWorld, day: date, **faults: bool) -> dict[str, list[dict]]:
+    """The API's rows of every character for a KST day, straight from the world."""
+    start, end = (
+        datetime(day.year, day.month, day.day, 0, 0),
+        datetime(day.year, day.month, day.day, 23, 59),
+    )
+    return {
+        spec.character_id: world.timeline(spec.character_id, start, end, now=NOW, **faults)
+        for spec in world.specs
+    }
