@@ -90,6 +90,33 @@ def local_stack(demo_backfill_days: int = 45) -> Iterator[LocalStack]:
             start = (datetime.now(UTC) - timedelta(days=demo_backfill_days)).date()
             os.environ.setdefault("HELPSCOUT_BACKFILL_START", start.isoformat())
             stack.services["Help Scout simulator"] = simulator.url
+        if not os.environ.get("NEOPLE_BASE_URL"):
+            from signalbox.simulators.neople import DEFAULT_API_KEY, NeopleSimulator
+
+            neople = NeopleSimulator(live=True).start()
+            stack._stops.append(neople.stop)
+            os.environ["NEOPLE_BASE_URL"] = neople.url
+            os.environ["NEOPLE_API_KEY"] = DEFAULT_API_KEY  # the simulator's own key
+            os.environ.setdefault(
+                "NEOPLE_CHARACTERS",
+                ",".join(f"{c['serverId']}:{c['characterId']}" for c in neople.world.characters()),
+            )
+            stack.services["Neople API simulator"] = neople.url
+        if not os.environ.get("CFPB_BASE_URL"):
+            from signalbox.simulators.cfpb import SEARCH_PATH, CfpbSimulator
+            from signalbox.simulators.cfpb_world import CfpbWorld
+
+            today = datetime.now(UTC).date()
+            cfpb = CfpbSimulator(
+                world=CfpbWorld(start=today - timedelta(days=demo_backfill_days)),
+                search_rate_per_minute=600,
+                live=True,
+            ).start()
+            stack._stops.append(cfpb.stop)
+            os.environ["CFPB_BASE_URL"] = f"{cfpb.url}{SEARCH_PATH}"
+            os.environ.setdefault("CFPB_RATE_LIMIT_PER_MINUTE", "600")
+            os.environ.setdefault("CFPB_BACKFILL_START", (today - timedelta(days=30)).isoformat())
+            stack.services["CFPB complaint search simulator"] = os.environ["CFPB_BASE_URL"]
         if not os.environ.get("SIGNALBOX_CLICKHOUSE_URL"):
             stack.services["event store (embedded chDB)"] = str(home / "clickhouse")
         if not os.environ.get("TELEGRAM_BOT_TOKEN"):

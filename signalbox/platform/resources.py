@@ -11,6 +11,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from signalbox.assets.complaints.cfpb import CfpbResource
+from signalbox.assets.game_timelines.neople import NeopleResource
 from signalbox.assets.mailbox.helpscout import HelpScoutResource
 from signalbox.assets.user_activity import ExistingUserActions, GeneratedUserActions
 from signalbox.platform.clickhouse import ClickHouseResource
@@ -44,6 +46,8 @@ def build_resources() -> dict[str, Any]:
         "activity_dbt": DbtCliResource(project_dir=activity_project),
         "user_actions": user_actions_source(),
         "telegram": TelegramResource.from_env(),
+        "neople": NeopleResource.from_env(),
+        "cfpb": CfpbResource.from_env(),
         "object_store": ObjectStoreResource.from_env(),
         "email": EmailResource.from_env(),
         "helpscout": HelpScoutResource(

@@ -253,8 +253,14 @@ def built() -> Iterator[Built]:
             "--target-path", str(target_path),
             "--log-path", str(workdir / "logs"),
         ]  # fmt: skip
+        # the mailbox domain only: other domains' sources have no raw tables in this test
+        mailbox = [
+            "--select",
+            "path:seeds/mailbox path:models/staging/helpscout path:models/intermediate/mailbox"
+            " path:models/marts/mailbox",
+        ]
         seconds: dict[str, float] = {}
-        for command in (["seed"], ["build"], ["docs", "generate"]):
+        for command in (["seed", *mailbox], ["build", *mailbox], ["docs", "generate"]):
             started = time.monotonic()
             result = subprocess.run(
                 [dbt, *command, *common], env=env, capture_output=True, text=True, timeout=300
@@ -263,7 +269,7 @@ def built() -> Iterator[Built]:
             assert result.returncode == 0, (
                 f"dbt {' '.join(command)} failed:\n{result.stdout[-8000:]}"
             )
-            if command == ["build"]:
+            if command[0] == "build":
                 results = json.loads((target_path / "run_results.json").read_text())
                 run_results = {r["unique_id"]: r for r in results["results"]}
         print("dbt timings (s):", {k: round(v, 1) for k, v in seconds.items()})
@@ -571,6 +577,7 @@ def test_docs_catalog_and_lineage_metadata(built: Built):
     keys = {
         source["name"]: source["config"]["meta"]["dagster"]["asset_key"]
         for source in manifest["sources"].values()
+        if source["source_name"] == "helpscout"
     }
     assert keys == {
         "mailboxes": ["raw", "helpscout_mailboxes"],
