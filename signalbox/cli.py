@@ -112,8 +112,19 @@ def materialize_all(recent_days: int = 8, send_alerts_now: bool = False) -> bool
         from signalbox.sensors.iqr_alerts import send_alerts
 
         # what the alert sensor does every minute under `dagster dev`, once, right now
-        telegram = TelegramResource.from_env().process_config_and_initialize()
-        tick = send_alerts(instance, telegram, None)
+        telegram = TelegramResource(
+            bot_token=os.environ["TELEGRAM_BOT_TOKEN"],
+            chat_id=os.environ["TELEGRAM_CHAT_ID"],
+            **(
+                {"base_url": os.environ["TELEGRAM_API_URL"]}
+                if "TELEGRAM_API_URL" in os.environ
+                else {}
+            ),
+        )
+        try:
+            tick = send_alerts(instance, telegram, None)
+        finally:
+            telegram.teardown_after_execution(dg.build_init_resource_context())
         print(f"\non-call chat (IQR alerts): {tick.summary}")
     return ok
 
