@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-DOMAINS = ["mailbox"]
+DOMAINS = ["mailbox", "user_activity"]
 
 
 def main(argv: list[str]) -> int:
