@@ -96,6 +96,35 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+class _RedactLibraryLogs(logging.Filter):
+    """Rewrites records of the HTTP libraries, which log request lines (urllib3 logs the
+    path and query, where a bot token or an `apikey` travels), with every secret of every
+    client replaced by `***`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: tuple[str, ...] = ()  # longest first; replaced whole, never mutated
+        self._lock = threading.Lock()
+
+    def add(self, *secrets: str) -> None:
+        with self._lock:
+            known = set(self._secrets) | {s for s in secrets if s and len(s) >= 4}
+            self._secrets = tuple(sorted(known, key=len, reverse=True))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = self._secrets
+        if secrets:
+            message = record.getMessage()
+            if any(s in message for s in secrets):
+                record.msg, record.args = redact_text(message, secrets), None
+        return True
+
+
+_library_log_redactor = _RedactLibraryLogs()
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
+    logging.getLogger(_name).addFilter(_library_log_redactor)
+
+
 # --------------------------------------------------------------------------- rate limiting
 
 
@@ -256,6 +285,7 @@ class HttpClient:
         self.rate_limiter = rate_limiter or RateLimiter()
         self.auth = auth
         self._secrets = [s for s in secrets if s]
+        _library_log_redactor.add(*self._secrets)
         self.max_response_bytes = max_response_bytes
         self.retry_after = retry_after
         self.log = logger or log

@@ -177,38 +177,7 @@ def _has_visible_text(part: str) -> bool:
     return any(a.width and not a.raw.isspace() for a in _atoms(part))
 
 
-# --------------------------------------------------------------------------- secrets in logs
-
-
-class _RedactSecrets(logging.Filter):
-    """Rewrites log records of libraries that print request lines (urllib3 logs the path,
-    which holds the bot token) with every registered secret replaced by `***`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: tuple[str, ...] = ()  # longest first; replaced whole, never mutated
-        self._lock = threading.Lock()
-
-    def add(self, *secrets: str) -> None:
-        with self._lock:
-            known = set(self._secrets) | {s for s in secrets if s and len(s) >= 4}
-            self._secrets = tuple(sorted(known, key=len, reverse=True))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = self._secrets
-        if not secrets:
-            return True
-        message = record.getMessage()
-        if any(s in message for s in secrets):
-            for secret in secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
-        return True
-
-
-_log_redactor = _RedactSecrets()
-for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
-    logging.getLogger(_name).addFilter(_log_redactor)
+# --------------------------------------------------------------------------- secrets
 
 
 def token_secrets(token: str) -> list[str]:
@@ -306,7 +275,6 @@ class TelegramClient:
         self.default_chat_id = default_chat_id
         self.log = logger or log
         self._secrets = token_secrets(token)
-        _log_redactor.add(*self._secrets)
 
     def __repr__(self) -> str:
         return f"TelegramClient(base_url={self.http.base_url!r})"

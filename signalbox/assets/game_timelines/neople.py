@@ -12,10 +12,8 @@ every other code fails the request at once. A timeline is read one KST day at a 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -32,7 +30,6 @@ from signalbox.platform.http import (
     HttpClient,
     RateLimiter,
     RetryPolicy,
-    redact_text,
 )
 
 SOURCE = "neople"
@@ -55,36 +52,6 @@ CODE_HINTS = {
     "DNF006": "invalid timeline date parameters",
     "DNF980": "Neople is under maintenance (SYSTEM_INSPECT); run the day again later",
 }
-
-
-# --------------------------------------------------------------------------- secrets in logs
-
-
-class _RedactKeys(logging.Filter):
-    """urllib3 logs request lines (with the `apikey` query value) at DEBUG: mask the keys."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: tuple[str, ...] = ()
-        self._lock = threading.Lock()
-
-    def add(self, secret: str) -> None:
-        if secret and len(secret) >= 4:
-            with self._lock:
-                self._secrets = tuple({*self._secrets, secret})
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = self._secrets
-        if secrets:
-            message = record.getMessage()
-            if any(s in message for s in secrets):
-                record.msg, record.args = redact_text(message, secrets), None
-        return True
-
-
-_key_redactor = _RedactKeys()
-for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
-    logging.getLogger(_name).addFilter(_key_redactor)
 
 
 # --------------------------------------------------------------------------- errors
@@ -400,5 +367,4 @@ class NeopleResource(dg.ConfigurableResource):
         )
         # on every request; redacted in the client's errors and in urllib3's debug lines
         http.session.params = {"apikey": self.api_key}
-        _key_redactor.add(self.api_key)
         return NeopleClient(http, page_limit=self.page_limit)
