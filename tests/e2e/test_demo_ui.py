@@ -3,6 +3,8 @@ staging -> marts and the materializations; Ctrl-C then stops everything (see con
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -41,4 +43,17 @@ def test_demo_serves_lineage_and_materializations(run_cli):
     }
     assert {"raw/helpscout_conversations", "marts/mailbox_emails_hourly"} <= materialized
     text = demo.log.read_text()
-    assert "raw/helpscout_conversations" in text and "FAILED" not in text
+    assert "raw/helpscout_conversations" in text and "FAILED" not in text.split("check")[0]
+
+    # the on-call chat: the daily report arrived during the run; the alert sensor, run by
+    # the daemon under `dagster dev`, posts the demo's injected anomalies within minutes
+    chat = re.search(r"Telegram simulator \(on-call chat\): (http://127\.0\.0\.1:\d+/)", text)
+    assert chat, text[:3000]
+    deadline = time.monotonic() + 240
+    while True:
+        page = requests.get(chat.group(1), timeout=10).text
+        photos = page.count('<img src="/photo/')
+        if "Daily KPIs" in page and "Anomaly" in page and photos >= 2:
+            break
+        assert time.monotonic() < deadline, page[-3000:]
+        time.sleep(5)
