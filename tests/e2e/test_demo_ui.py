@@ -45,6 +45,10 @@ def test_demo_serves_lineage_and_materializations(run_cli):
     text = demo.log.read_text()
     assert "raw/helpscout_conversations" in text and "FAILED" not in text.split("check")[0]
 
+    # game-timeline days landed in the object store and their notice reached the mail sink
+    assert list((demo.home / "objectstore").rglob("part-0.parquet"))
+    assert list((demo.home / "mail").glob("*.eml"))
+
     # the on-call chat: the daily report arrived during the run; the alert sensor, run by
     # the daemon under `dagster dev`, posts the demo's injected anomalies within minutes
     chat = re.search(r"Telegram simulator \(on-call chat\): (http://127\.0\.0\.1:\d+/)", text)
