@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-DOMAINS = ["mailbox", "user_activity"]
+DOMAINS = ["mailbox", "user_activity", "game_timelines"]
 
 
 def main(argv: list[str]) -> int:
