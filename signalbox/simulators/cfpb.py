@@ -23,8 +23,6 @@ import email.utils
 import json
 import math
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -39,7 +37,7 @@ from signalbox.simulators.cfpb_world import (
     Query,
     received_text,
 )
-from signalbox.simulators.server import Faults, Request, Response, SimulatorServer
+from signalbox.simulators.server import Faults, Request, Response, SimulatorServer, SlidingWindow
 
 SEARCH_PATH = "/data-research/consumer-complaints/search/api/v1/"
 UI_URL = "https://www.consumerfinance.gov/data-research/consumer-complaints/search"
@@ -75,32 +73,20 @@ class CfpbFaults(Faults):
     malformed_next: int = 0  # the next N 2xx bodies are complete but not valid JSON
 
 
-class DrfThrottle:
-    """DRF's SimpleRateThrottle: a sliding window of request times per client."""
+class DrfThrottle(SlidingWindow):
+    """DRF's SimpleRateThrottle: a sliding window of request times per client, whose wait
+    spreads the window's remaining time over the requests still available."""
 
     def __init__(self, rate_per_minute: int, duration: float = 60.0):
-        self.rate = int(rate_per_minute)
-        self.duration = duration
-        self._history: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        super().__init__(rate_per_minute, duration)
 
-    def take(self, ident: str) -> float:
+    def wait(self, ident: str) -> float:
         """0 if the request may go ahead, else DRF's wait in seconds."""
-        now = time.monotonic()
-        with self._lock:
-            history = self._history.setdefault(ident, deque())
-            while history and history[0] <= now - self.duration:
-                history.popleft()
-            if len(history) >= self.rate:
-                remaining = self.duration - (now - history[0])
-                available = self.rate - len(history) + 1
-                return max(remaining / max(available, 1), 0.001)
-            history.append(now)
+        remaining, used = self.take(ident)
+        if not remaining:
             return 0.0
-
-    def reset(self) -> None:
-        with self._lock:
-            self._history.clear()
+        available = self.limit - used + 1
+        return max(remaining / max(available, 1), 0.001)
 
 
 class CfpbSimulator(SimulatorServer):
@@ -173,7 +159,7 @@ class CfpbSimulator(SimulatorServer):
     def dispatch(self, request: Request) -> Response:
         throttle = self._throttle_for(request)
         if throttle is not None:
-            wait = throttle.take(_client(request))
+            wait = throttle.wait(_client(request))
             if wait:
                 return _throttled(math.ceil(wait))
         response = super().dispatch(request)

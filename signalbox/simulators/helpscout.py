@@ -20,7 +20,6 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +30,7 @@ from signalbox.simulators.helpscout_world import (
     HelpScoutWorld,
     parse_iso,
 )
-from signalbox.simulators.server import Faults, Request, Response, SimulatorServer
+from signalbox.simulators.server import Faults, Request, Response, SimulatorServer, SlidingWindow
 
 HAL_JSON = "application/hal+json"
 TOKEN_PATH = "/v2/oauth2/token"
@@ -45,31 +44,6 @@ class HelpScoutFaults(Faults):
     """The base switches plus schema drift: unknown fields and enum values in payloads."""
 
     unknown_values: bool = False  # aiSummary field, status "archived", thread type "whatsapp"
-
-
-class _SlidingWindow:
-    """Requests per account over the last 60 s (monotonic clock)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._times: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def take(self) -> tuple[bool, int, int]:
-        """(allowed, remaining, retry_after_seconds)."""
-        now = time.monotonic()
-        with self._lock:
-            while self._times and self._times[0] <= now - 60.0:
-                self._times.popleft()
-            if len(self._times) >= self.limit:
-                wait = self._times[0] + 60.0 - now
-                return False, 0, max(1, math.ceil(wait))
-            self._times.append(now)
-            return True, self.limit - len(self._times), 0
-
-    def reset(self) -> None:
-        with self._lock:
-            self._times.clear()
 
 
 class HelpScoutSimulator(SimulatorServer):
@@ -96,7 +70,7 @@ class HelpScoutSimulator(SimulatorServer):
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_ttl_seconds = token_ttl_seconds
-        self.rate_limit = _SlidingWindow(int(rate_limit_per_minute))
+        self.rate_limit = SlidingWindow(int(rate_limit_per_minute))
         self._tokens: dict[str, float] = {}  # token -> wall-clock expiry
         self._tokens_lock = threading.Lock()
         self.add_route("POST", TOKEN_PATH, self._token)
@@ -152,10 +126,12 @@ class HelpScoutSimulator(SimulatorServer):
     def dispatch(self, request: Request) -> Response:
         if request.path == TOKEN_PATH:  # the token endpoint is not rate limited
             return super().dispatch(request)
-        allowed, remaining, retry_after = self.rate_limit.take()
-        if allowed:
+        wait, used = self.rate_limit.take()
+        remaining = self.rate_limit.limit - used
+        if not wait:
             response = super().dispatch(request)
         else:
+            retry_after = max(1, math.ceil(wait))
             response = _error(
                 429,
                 "Too Many Requests",

@@ -27,9 +27,6 @@ import hmac
 import json
 import math
 import re
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,7 +43,7 @@ from signalbox.simulators.neople_world import (
     minute_index,
     to_kst_minute,
 )
-from signalbox.simulators.server import Faults, Request, Response, SimulatorServer
+from signalbox.simulators.server import Faults, Request, Response, SimulatorServer, SlidingWindow
 
 JSON_UTF8 = "application/json;charset=UTF-8"
 DEFAULT_API_KEY = "signalbox-demo-key"
@@ -81,32 +78,6 @@ class NeopleError(Exception):
         return Response.json(body, status=self.status, content_type=JSON_UTF8, **headers)
 
 
-class KeyRateLimit:
-    """A sliding window of requests per API key (monotonic clock)."""
-
-    def __init__(self, limit: int, window_seconds: float):
-        self.limit = int(limit)
-        self.window = float(window_seconds)
-        self._times: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str) -> int:
-        """0 if the request may go ahead, else the seconds until it may."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._times.setdefault(key, deque())
-            while times and times[0] <= now - self.window:
-                times.popleft()
-            if len(times) >= self.limit:
-                return max(1, math.ceil(times[0] + self.window - now))
-            times.append(now)
-            return 0
-
-    def reset(self) -> None:
-        with self._lock:
-            self._times.clear()
-
-
 class NeopleSimulator(SimulatorServer):
     name = "neople"
 
@@ -129,7 +100,7 @@ class NeopleSimulator(SimulatorServer):
         self.now = now or kst_now()
         self.api_keys = set(api_keys)
         self.blocked_keys = set(blocked_keys)
-        self.rate_limit = KeyRateLimit(rate_limit, rate_window_seconds)
+        self.rate_limit = SlidingWindow(rate_limit, rate_window_seconds)
         self._token_key = hashlib.sha256(f"neople-next:{self.world.seed}".encode()).digest()
         self.add_route("GET", "/df/servers", self._servers)
         self.add_route("GET", r"/df/servers/(?P<server_id>[^/]+)/characters", self._search)
@@ -186,10 +157,10 @@ class NeopleSimulator(SimulatorServer):
             return NeopleError(403, "API004", "BLOCKED_APIKEY").response()
         if key not in self.api_keys:
             return NeopleError(401, "API003", "INVALID_APIKEY").response()
-        wait = self.rate_limit.take(key)
+        wait, _ = self.rate_limit.take(key)
         if wait:
             return NeopleError(429, "API002", "API_RATE_LIMIT_EXCEEDED").response(
-                **{"Retry-After": str(wait)}
+                **{"Retry-After": str(max(1, math.ceil(wait)))}
             )
         response = super().dispatch(request)
         if response.status >= 400 and response.body == _INJECTED:

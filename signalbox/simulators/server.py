@@ -13,6 +13,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,35 @@ class RequestRecord:
     query: dict[str, list[str]]
     status: int
     at: float
+
+
+class SlidingWindow:
+    """Requests per client over a sliding window of `window` seconds (monotonic clock), the
+    way the real APIs count them; each simulator turns the answer into its own 429."""
+
+    def __init__(self, limit: int, window: float = 60.0):
+        self.limit = int(limit)
+        self.window = float(window)
+        self._times: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str = "") -> tuple[float, int]:
+        """(wait, used): wait is 0.0 when the request may go ahead (it is counted), else
+        the seconds until the oldest counted request leaves the window; used is the
+        count in the window after this request."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._times.setdefault(key, deque())
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            if len(times) >= self.limit:
+                return max(times[0] + self.window - now, 0.001), len(times)
+            times.append(now)
+            return 0.0, len(times)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._times.clear()
 
 
 @dataclass

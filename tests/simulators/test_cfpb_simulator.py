@@ -472,7 +472,7 @@ def test_search_throttle_is_drf_like(world):
 
 def test_throttle_window_slides(world):
     with CfpbSimulator(world, now=NOW, search_rate_per_minute=2) as sim:
-        sim.search_throttle.duration = 1.0
+        sim.search_throttle.window = 1.0
         url = f"{sim.url}{SEARCH_PATH}"
         codes = [requests.get(url, params={"size": 1}).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
