@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import dagster as dg
 import requests
+from pydantic import Field
 
 log = logging.getLogger(__name__)
 
@@ -486,3 +488,30 @@ class HttpClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class HttpApiResource(dg.ConfigurableResource):
+    """The timeouts and retries every API resource gives its HttpClient; a resource
+    redeclares a field to change its default."""
+
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+    max_attempts: int = Field(default=6, description="Tries per request on timeouts and 5xx.")
+    backoff_base_seconds: float = 0.5
+    max_retry_after_seconds: float = Field(
+        default=120.0, description="Longest single wait on a 429's Retry-After."
+    )
+    max_rate_limit_waits: int = Field(
+        default=20, description="429 waits per request before giving up with an error."
+    )
+
+    def http_timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout_seconds, self.read_timeout_seconds)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base_seconds,
+            max_rate_limit_waits=self.max_rate_limit_waits,
+            max_retry_after=self.max_retry_after_seconds,
+        )

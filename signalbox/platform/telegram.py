@@ -32,9 +32,9 @@ from pydantic import Field, PrivateAttr
 from signalbox.platform.http import (
     ApiHttpError,
     ApiResponseError,
+    HttpApiResource,
     HttpClient,
     RateLimiter,
-    RetryPolicy,
     redact_text,
     redact_url,
     retry_after_seconds,
@@ -403,7 +403,7 @@ class TelegramClient:
 # --------------------------------------------------------------------------- resource
 
 
-class TelegramResource(dg.ConfigurableResource):
+class TelegramResource(HttpApiResource):
     """The on-call chat: Telegram's Bot API, or the local simulator via TELEGRAM_API_URL.
 
     Configure the token with `dg.EnvVar("TELEGRAM_BOT_TOKEN")` (see `from_env`), never
@@ -415,10 +415,7 @@ class TelegramResource(dg.ConfigurableResource):
         description="TELEGRAM_CHAT_ID: default chat (number, negative for groups, or @channel)."
     )
     base_url: str = Field(default=DEFAULT_API_URL, description="TELEGRAM_API_URL")
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 30.0
     max_attempts: int = Field(default=5, description="Tries per call on timeouts and 5xx.")
-    backoff_base_seconds: float = 0.5
     max_retry_after_seconds: float = Field(
         default=60.0, description="Longest single wait on a 429's retry_after."
     )
@@ -449,13 +446,8 @@ class TelegramResource(dg.ConfigurableResource):
         http = _TelegramHttp(
             self.base_url,
             SOURCE,
-            timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
-            retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                backoff_base=self.backoff_base_seconds,
-                max_rate_limit_waits=self.max_rate_limit_waits,
-                max_retry_after=self.max_retry_after_seconds,
-            ),
+            timeout=self.http_timeout(),
+            retry=self.retry_policy(),
             rate_limiter=RateLimiter(self.messages_per_minute),
             secrets=token_secrets(self.bot_token),
             retry_after=telegram_retry_after,

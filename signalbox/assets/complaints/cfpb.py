@@ -25,6 +25,7 @@ from pydantic import Field
 
 from signalbox.platform.http import (
     ApiResponseError,
+    HttpApiResource,
     HttpClient,
     RateLimiter,
     RetryPolicy,
@@ -305,7 +306,7 @@ def _complaint(
 # --------------------------------------------------------------------------- resource
 
 
-class CfpbResource(dg.ConfigurableResource):
+class CfpbResource(HttpApiResource):
     """The CFPB complaint search API (or its local simulator) and how to crawl it."""
 
     base_url: str = Field(
@@ -337,10 +338,8 @@ class CfpbResource(dg.ConfigurableResource):
     )
     window_days: int = Field(default=1, description="Days per search window (one slice).")
     page_size: int = Field(default=100, description="Hits per page (`size`).")
-    connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 60.0
     max_attempts: int = Field(default=6, description="Tries per request (5xx, 424, timeouts).")
-    backoff_base_seconds: float = 0.5
 
     @classmethod
     def from_env(cls, **overrides: Any) -> CfpbResource:
@@ -366,9 +365,8 @@ class CfpbResource(dg.ConfigurableResource):
         return HttpClient(
             self.base_url,
             SOURCE,
-            timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
-            retry=retry
-            or RetryPolicy(max_attempts=self.max_attempts, backoff_base=self.backoff_base_seconds),
+            timeout=self.http_timeout(),
+            retry=retry or self.retry_policy(),
             rate_limiter=RateLimiter(self.rate_limit_per_minute or None),
             logger=logger,
         )

@@ -27,9 +27,9 @@ from signalbox.platform.http import (
     ApiError,
     ApiHttpError,
     ApiResponseError,
+    HttpApiResource,
     HttpClient,
     RateLimiter,
-    RetryPolicy,
 )
 
 SOURCE = "neople"
@@ -302,7 +302,7 @@ def _timeline_page(body: Any, number: int, character: Character) -> TimelinePage
 # --------------------------------------------------------------------------- resource
 
 
-class NeopleResource(dg.ConfigurableResource):
+class NeopleResource(HttpApiResource):
     """The Neople Open API (or its local simulator) and the characters to follow.
 
     Build it with `from_env()`: the key and the character list are `dg.EnvVar`s, so their
@@ -321,14 +321,6 @@ class NeopleResource(dg.ConfigurableResource):
         default=600,
         description="NEOPLE_RATE_LIMIT_PER_MINUTE: client-side pacing per run (None: none).",
     )
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 30.0
-    max_attempts: int = Field(default=6, description="Tries per request on timeouts and 5xx.")
-    backoff_base_seconds: float = 0.5
-    max_retry_after_seconds: float = Field(
-        default=120.0, description="Longest single wait on a 429's Retry-After."
-    )
-    max_rate_limit_waits: int = Field(default=20, description="429 waits per request.")
     page_limit: int = Field(default=TIMELINE_PAGE_LIMIT, description="Rows per timeline page.")
 
     @classmethod
@@ -354,13 +346,8 @@ class NeopleResource(dg.ConfigurableResource):
         http = _NeopleHttp(
             self.base_url,
             SOURCE,
-            timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
-            retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                backoff_base=self.backoff_base_seconds,
-                max_rate_limit_waits=self.max_rate_limit_waits,
-                max_retry_after=self.max_retry_after_seconds,
-            ),
+            timeout=self.http_timeout(),
+            retry=self.retry_policy(),
             rate_limiter=RateLimiter(self.rate_limit_per_minute),
             secrets=[self.api_key],
             logger=logger,

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import dagster as dg
 from pydantic import Field
 
 from signalbox.platform.http import (
     ApiResponseError,
     AuthProvider,
+    HttpApiResource,
     HttpClient,
     RateLimiter,
-    RetryPolicy,
 )
 
 SOURCE = "helpscout"
@@ -193,7 +192,7 @@ def _server_time(header: str | None) -> datetime | None:
         return None
 
 
-class HelpScoutResource(dg.ConfigurableResource):
+class HelpScoutResource(HttpApiResource):
     """Credentials and limits for the Help Scout API (or its local simulator)."""
 
     base_url: str = Field(default="https://api.helpscout.net", description="HELPSCOUT_BASE_URL")
@@ -210,10 +209,6 @@ class HelpScoutResource(dg.ConfigurableResource):
     overlap_minutes: int = Field(
         default=10, description="How far before the last mark each incremental crawl starts."
     )
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 30.0
-    max_attempts: int = 6
-    backoff_base_seconds: float = 0.5
 
     def backfill_start_at(self) -> datetime:
         start = datetime.fromisoformat(self.backfill_start)
@@ -223,10 +218,8 @@ class HelpScoutResource(dg.ConfigurableResource):
         http = HttpClient(
             self.base_url,
             SOURCE,
-            timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
-            retry=RetryPolicy(
-                max_attempts=self.max_attempts, backoff_base=self.backoff_base_seconds
-            ),
+            timeout=self.http_timeout(),
+            retry=self.retry_policy(),
             rate_limiter=RateLimiter(self.rate_limit_per_minute),
             auth=HelpScoutAuth(self.client_id, self.client_secret),
             secrets=[self.client_secret],
