@@ -34,7 +34,7 @@ from signalbox.checks.iqr import (
     series_from_metadata,
 )
 from signalbox.platform.charts import BandPanel, band_chart, format_number
-from signalbox.platform.telegram import html_escape
+from signalbox.platform.telegram import TelegramResource, html_escape
 
 log = logging.getLogger(__name__)
 
@@ -629,13 +629,12 @@ def build_iqr_alert_sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        required_resource_keys={"telegram"},
         description=(
             "Telegram alert per IQR breach episode (metric, value, band, chart, dashboard "
             "link), a reminder after the cooldown, a recovery message when back inside."
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext, telegram):
+    def _sensor(context: dg.SensorEvaluationContext, telegram: TelegramResource):
         tick = send_alerts(
             context.instance,
             telegram,

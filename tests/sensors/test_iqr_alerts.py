@@ -324,11 +324,12 @@ CHECK_KEYS.append(dg.AssetCheckKey(MAILBOX, "iqr_emails_received"))
 
 
 def tick(sensor, instance, simulator, cursor: str | None) -> tuple[str | None, str]:
+    """One tick the way the daemon evaluates it (resources bound by the definitions)."""
     with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"telegram": telegram_resource(simulator)}
     ) as context:
-        result = sensor(context)
-        return context.cursor, result.skip_message
+        result = sensor.evaluate_tick(context)
+        return result.cursor, result.skip_message
 
 
 def sent(simulator: TelegramSimulator) -> list[str]:
