@@ -13,7 +13,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pytest
-from moto.server import ThreadedMotoServer
+from moto_s3 import aws_environment, moto_server
 
 from signalbox.platform.embedded.ports import free_port
 from signalbox.platform.embedded.s3 import (
@@ -35,27 +35,14 @@ BUCKET = "signalbox-test"
 
 @pytest.fixture(scope="module")
 def aws_env(tmp_path_factory) -> Iterator[None]:
-    """The standard AWS variables only (no profile, no config files of the machine)."""
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_CONFIG_FILE", str(empty))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_ACCESS_KEY_ID", DEMO_ACCESS_KEY)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", DEMO_SECRET_KEY)
-        mp.setenv("AWS_REGION", "us-east-1")
+    with aws_environment(tmp_path_factory.mktemp("aws")):
         yield
 
 
 @pytest.fixture(scope="module")
 def moto_url(aws_env) -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 from game_timelines_support import BOT_TOKEN, BUCKET, CHAT_ID, MAIL_TO, NOW, character_list
-from moto.server import ThreadedMotoServer
+from moto_s3 import aws_environment, moto_server
 
 from signalbox.assets.game_timelines.neople import NeopleResource
 from signalbox.platform.email import EmailResource
-from signalbox.platform.embedded.ports import free_port
-from signalbox.platform.embedded.s3 import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
 from signalbox.platform.object_store import ObjectStoreResource
 from signalbox.platform.telegram import TelegramResource
 from signalbox.platform.warehouse import WarehouseResource
@@ -27,28 +25,15 @@ from signalbox.simulators.telegram import TelegramSimulator
 
 @pytest.fixture(scope="package")
 def aws_env(tmp_path_factory) -> Iterator[None]:
-    """The standard AWS variables only (no profile, no config files of the machine)."""
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_CONFIG_FILE", str(empty))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_ACCESS_KEY_ID", DEMO_ACCESS_KEY)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", DEMO_SECRET_KEY)
-        mp.setenv("AWS_REGION", "us-east-1")
+    with aws_environment(tmp_path_factory.mktemp("aws")):
         yield
 
 
 @pytest.fixture(scope="package")
 def moto_url(aws_env) -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    ObjectStoreResource(bucket=BUCKET, endpoint_url=f"http://127.0.0.1:{port}").ensure_bucket()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as url:
+        ObjectStoreResource(bucket=BUCKET, endpoint_url=url).ensure_bucket()
+        yield url
 
 
 @pytest.fixture
