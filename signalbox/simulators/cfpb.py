@@ -19,12 +19,11 @@ company responds (or `world.update` says).
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 import threading
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from signalbox.simulators.cfpb_world import (
@@ -37,7 +36,13 @@ from signalbox.simulators.cfpb_world import (
     Query,
     received_text,
 )
-from signalbox.simulators.server import Faults, Request, Response, SimulatorServer, SlidingWindow
+from signalbox.simulators.server import (
+    ClockedSimulator,
+    Faults,
+    Request,
+    Response,
+    SlidingWindow,
+)
 
 SEARCH_PATH = "/data-research/consumer-complaints/search/api/v1/"
 UI_URL = "https://www.consumerfinance.gov/data-research/consumer-complaints/search"
@@ -89,8 +94,9 @@ class DrfThrottle(SlidingWindow):
         return max(remaining / max(available, 1), 0.001)
 
 
-class CfpbSimulator(SimulatorServer):
+class CfpbSimulator(ClockedSimulator):
     name = "cfpb"
+    clock_step = timedelta(seconds=1)
 
     def __init__(
         self,
@@ -102,42 +108,14 @@ class CfpbSimulator(SimulatorServer):
         faults: Faults | None = None,
         live: bool = False,
     ):
-        super().__init__(port=port, faults=faults or CfpbFaults())
+        super().__init__(now=now, live=live, port=port, faults=faults or CfpbFaults())
         self.world = world or CfpbWorld()
-        self.live = live
-        self._offset = timedelta(0)
-        self.now = now or datetime.now(UTC).replace(microsecond=0)
         self.search_throttle = DrfThrottle(search_rate_per_minute)
         self.document_throttle = DrfThrottle(document_rate_per_minute)
         self._malformed_lock = threading.Lock()
         self.add_route("GET", SEARCH_PATH.rstrip("/") + "/?", self._search)
         self.add_route("GET", SEARCH_PATH + r"(?P<complaint_id>[^/]+)/?", self._document)
         self.add_route("GET", r"/.*", self._not_found)
-
-    # -- clock
-
-    @property
-    def now(self) -> datetime:
-        """The simulator's clock, an aware UTC instant (whole seconds; whole minutes when
-        live, so query caches hold for a minute)."""
-        if self.live:
-            return datetime.now(UTC).replace(second=0, microsecond=0) + self._offset
-        return self._now
-
-    @now.setter
-    def now(self, value: datetime) -> None:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        self._now = value.astimezone(UTC).replace(microsecond=0)
-        self._offset = self._now - datetime.now(UTC).replace(second=0, microsecond=0)
-
-    def advance(self, delta: timedelta) -> datetime:
-        """Move the clock forward (or back); the new `now`."""
-        self.now = self.now + delta
-        return self.now
-
-    def http_date(self) -> str:
-        return email.utils.formatdate(self.now.timestamp(), usegmt=True)
 
     @property
     def cfpb_faults(self) -> CfpbFaults:

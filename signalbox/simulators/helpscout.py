@@ -13,7 +13,6 @@ crawl with the server's time stays consistent with what it was shown.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 import re
@@ -21,7 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from signalbox.simulators.helpscout_world import (
@@ -30,7 +29,14 @@ from signalbox.simulators.helpscout_world import (
     HelpScoutWorld,
     parse_iso,
 )
-from signalbox.simulators.server import Faults, Request, Response, SimulatorServer, SlidingWindow
+from signalbox.simulators.server import (
+    ClockedSimulator,
+    Faults,
+    Request,
+    Response,
+    SimulatorServer,
+    SlidingWindow,
+)
 
 HAL_JSON = "application/hal+json"
 TOKEN_PATH = "/v2/oauth2/token"
@@ -46,7 +52,7 @@ class HelpScoutFaults(Faults):
     unknown_values: bool = False  # aiSummary field, status "archived", thread type "whatsapp"
 
 
-class HelpScoutSimulator(SimulatorServer):
+class HelpScoutSimulator(ClockedSimulator):
     name = "helpscout"
 
     def __init__(
@@ -61,12 +67,8 @@ class HelpScoutSimulator(SimulatorServer):
         faults: Faults | None = None,
         live: bool = False,
     ):
-        super().__init__(port=port, faults=faults or HelpScoutFaults())
+        super().__init__(now=now, live=live, port=port, faults=faults or HelpScoutFaults())
         self.world = world or HelpScoutWorld()
-        # live: the clock follows wall time (to the minute), so the demo sees new mail
-        self.live = live
-        self._offset = timedelta(0)
-        self.now = now or datetime.now(UTC).replace(second=0, microsecond=0)
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_ttl_seconds = token_ttl_seconds
@@ -82,29 +84,6 @@ class HelpScoutSimulator(SimulatorServer):
             r"/v2/conversations/(?P<conversation_id>\d+)",
             self._authorized(self._conversation),
         )
-
-    # -- clock
-
-    @property
-    def now(self) -> datetime:
-        if self.live:
-            return datetime.now(UTC).replace(second=0, microsecond=0) + self._offset
-        return self._now
-
-    @now.setter
-    def now(self, value: datetime) -> None:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        self._now = value.astimezone(UTC)
-        self._offset = self._now - datetime.now(UTC).replace(second=0, microsecond=0)
-
-    def advance(self, delta: timedelta) -> datetime:
-        """Move the clock forward (or back); the new `now`."""
-        self.now = self.now + delta
-        return self.now
-
-    def http_date(self) -> str:
-        return email.utils.formatdate(self.now.timestamp(), usegmt=True)
 
     # -- controls for tests and benchmarks
 

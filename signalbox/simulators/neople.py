@@ -21,7 +21,6 @@ ones are a 400.
 from __future__ import annotations
 
 import bisect
-import email.utils
 import hashlib
 import hmac
 import json
@@ -39,11 +38,16 @@ from signalbox.simulators.neople_world import (
     Entry,
     NeopleWorld,
     format_minute,
-    kst_now,
     minute_index,
     to_kst_minute,
 )
-from signalbox.simulators.server import Faults, Request, Response, SimulatorServer, SlidingWindow
+from signalbox.simulators.server import (
+    ClockedSimulator,
+    Faults,
+    Request,
+    Response,
+    SlidingWindow,
+)
 
 JSON_UTF8 = "application/json;charset=UTF-8"
 DEFAULT_API_KEY = "signalbox-demo-key"
@@ -78,8 +82,10 @@ class NeopleError(Exception):
         return Response.json(body, status=self.status, content_type=JSON_UTF8, **headers)
 
 
-class NeopleSimulator(SimulatorServer):
+class NeopleSimulator(ClockedSimulator):
     name = "neople"
+    clock_zone = KST
+    clock_step = timedelta(minutes=1)
 
     def __init__(
         self,
@@ -93,11 +99,8 @@ class NeopleSimulator(SimulatorServer):
         faults: Faults | None = None,
         live: bool = False,
     ):
-        super().__init__(port=port, faults=faults or NeopleFaults())
+        super().__init__(now=now, live=live, port=port, faults=faults or NeopleFaults())
         self.world = world or NeopleWorld()
-        self.live = live
-        self._offset = timedelta(0)
-        self.now = now or kst_now()
         self.api_keys = set(api_keys)
         self.blocked_keys = set(blocked_keys)
         self.rate_limit = SlidingWindow(rate_limit, rate_window_seconds)
@@ -115,30 +118,6 @@ class NeopleSimulator(SimulatorServer):
             self._timeline,
         )
         self.add_route("GET", r"/.*", self._unknown_url)
-
-    # -- clock
-
-    @property
-    def now(self) -> datetime:
-        """The simulator's clock, an aware KST minute."""
-        if self.live:
-            return kst_now() + self._offset
-        return self._now
-
-    @now.setter
-    def now(self, value: datetime) -> None:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=KST)
-        self._now = value.astimezone(KST).replace(second=0, microsecond=0)
-        self._offset = self._now - kst_now()
-
-    def advance(self, delta: timedelta) -> datetime:
-        """Move the clock forward (or back); the new `now`."""
-        self.now = self.now + delta
-        return self.now
-
-    def http_date(self) -> str:
-        return email.utils.formatdate(self.now.timestamp(), usegmt=True)
 
     @property
     def neople_faults(self) -> NeopleFaults:

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -272,3 +273,52 @@ class SimulatorServer:
                 pass
 
         return _Handler
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ClockedSimulator(SimulatorServer):
+    """A simulator with its own clock: fixed at `now` (tests move it with `advance`), or,
+    with `live`, following wall time to the minute from where it was set (the demo sees new
+    data arrive; answers stay the same within a minute, so caches hold)."""
+
+    clock_zone: tzinfo = UTC  # the zone `now` is expressed in
+    clock_step = timedelta(microseconds=1)  # a time set is truncated to this
+
+    def __init__(
+        self,
+        now: datetime | None = None,
+        live: bool = False,
+        port: int = 0,
+        faults: Faults | None = None,
+    ):
+        super().__init__(port=port, faults=faults)
+        self.live = live
+        self.now = now or self._wall_minute()
+
+    def _wall_minute(self) -> datetime:
+        return datetime.now(self.clock_zone).replace(second=0, microsecond=0)
+
+    @property
+    def now(self) -> datetime:
+        """The simulator's clock, an aware instant in `clock_zone`."""
+        if self.live:
+            return self._wall_minute() + self._offset
+        return self._now
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.clock_zone)
+        value = value.astimezone(self.clock_zone)
+        self._now = value - (value - EPOCH) % self.clock_step
+        self._offset = self._now - self._wall_minute()
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the clock forward (or back); the new `now`."""
+        self.now = self.now + delta
+        return self.now
+
+    def http_date(self) -> str:
+        return email.utils.formatdate(self.now.timestamp(), usegmt=True)
