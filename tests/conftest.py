@@ -12,9 +12,12 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from chat_support import CHAT_TOKEN
 
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
 from signalbox.platform.warehouse import WarehouseResource
+from signalbox.simulators.server import Faults
+from signalbox.simulators.telegram import TelegramSimulator
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -72,3 +75,21 @@ def fresh_database(postgres) -> Callable[[], AbstractContextManager[WarehouseRes
             admin.close()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def chat_server() -> Iterator[TelegramSimulator]:
+    """One Telegram simulator for the session (bot token CHAT_TOKEN), flood control off: a
+    test's sends must not wait on it."""
+    with TelegramSimulator(
+        token=CHAT_TOKEN, per_chat_per_second=None, group_per_minute=None, global_per_second=None
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def chat(chat_server: TelegramSimulator) -> TelegramSimulator:
+    """The session's Telegram simulator, emptied and without faults."""
+    chat_server.clear()
+    chat_server.faults = Faults()
+    return chat_server

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import psycopg2.extras
 import pytest
+from chat_support import CHAT_TOKEN
 from PIL import Image
 
 from signalbox.checks.iqr import (
@@ -43,7 +44,7 @@ from signalbox.sensors.iqr_alerts import (
 from signalbox.simulators.server import Faults
 from signalbox.simulators.telegram import TelegramSimulator, parse_html
 
-TOKEN = "7349201856:AAH3kL9xQ-zT4vW8yB2nC5mD7fG1hJ0pRsU"
+TOKEN = CHAT_TOKEN
 CHAT = "-1001234567890"
 ACTIVITY = dg.AssetKey(["marts", "activity_metrics_15min"])
 MAILBOX = dg.AssetKey(["marts", "mailbox_emails_hourly"])
@@ -280,20 +281,6 @@ def test_settings_from_the_environment():
 # --------------------------------------------------------------------------- the sensor
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[TelegramSimulator]:
-    with TelegramSimulator(token=TOKEN, per_chat_per_second=100.0, burst=100) as server:
-        server.group_per_minute = None
-        yield server
-
-
-@pytest.fixture
-def telegram(simulator) -> TelegramSimulator:
-    simulator.clear()
-    simulator.faults = Faults()
-    return simulator
-
-
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
@@ -339,71 +326,71 @@ def sent(simulator: TelegramSimulator) -> list[str]:
     return [text for _, text in sorted(items)]
 
 
-def test_sensor_on_an_instance_dedupes_reminds_recovers_and_survives_restarts(instance, telegram):
+def test_sensor_on_an_instance_dedupes_reminds_recovers_and_survives_restarts(instance, chat):
     clock = Clock(at(4))
     sensor = build_iqr_alert_sensor(CHECK_KEYS, settings=SETTINGS, clock=clock)
-    cursor, message = tick(sensor, instance, telegram, None)
-    assert sent(telegram) == [] and message == "no new breach or recovery"
+    cursor, message = tick(sensor, instance, chat, None)
+    assert sent(chat) == [] and message == "no new breach or recovery"
 
     instance.report_runless_asset_event(evaluation("views", 4, 20.0))
     instance.report_runless_asset_event(evaluation("likes", 4, 250.0))
     instance.report_runless_asset_event(evaluation("ctr", 4, 100.0))
-    cursor, message = tick(sensor, instance, telegram, cursor)
+    cursor, message = tick(sensor, instance, chat, cursor)
     assert message == "1 message(s) sent"
-    [alert] = sent(telegram)
+    [alert] = sent(chat)
     assert alert.startswith("photo: 🚨 Anomaly · 12.03.2024 11:00–11:15 MSK")
     assert "likes = 250" in alert and "views = 20" in alert and "ctr" not in alert
-    assert telegram.photos[0].width >= 800  # the chart of both series
+    assert chat.photos[0].width >= 800  # the chart of both series
 
     for _ in range(2):  # the next ticks, and a restart (a new sensor, the stored cursor)
-        cursor, _ = tick(sensor, instance, telegram, cursor)
+        cursor, _ = tick(sensor, instance, chat, cursor)
     restarted = build_iqr_alert_sensor(CHECK_KEYS, settings=SETTINGS, clock=clock)
-    cursor, message = tick(restarted, instance, telegram, cursor)
-    assert len(sent(telegram)) == 1 and message == "no new breach or recovery"
+    cursor, message = tick(restarted, instance, chat, cursor)
+    assert len(sent(chat)) == 1 and message == "no new breach or recovery"
 
     clock.now = at(6)  # still outside, within the cooldown
     instance.report_runless_asset_event(evaluation("views", 6, 21.0))
-    cursor, _ = tick(sensor, instance, telegram, cursor)
-    assert len(sent(telegram)) == 1
+    cursor, _ = tick(sensor, instance, chat, cursor)
+    assert len(sent(chat)) == 1
     clock.now = at(9)  # after the cooldown
     instance.report_runless_asset_event(evaluation("views", 9, 22.0))
     instance.report_runless_asset_event(evaluation("likes", 9, 100.0))
-    cursor, _ = tick(sensor, instance, telegram, cursor)
-    reminder, recovery = sent(telegram)[1:]
+    cursor, _ = tick(sensor, instance, chat, cursor)
+    reminder, recovery = sent(chat)[1:]
     assert "views = 22" in reminder and "still outside since 12.03 11:00 (reminder 1)" in reminder
     assert recovery.startswith("✅ Back inside the band") and "likes = 100" in recovery
     clock.now = at(10)
     instance.report_runless_asset_event(evaluation("views", 10, 100.0))
-    cursor, _ = tick(sensor, instance, telegram, cursor)
-    assert "views = 100" in sent(telegram)[-1] and AlertState.from_cursor(cursor).episodes == {}
-    cursor, _ = tick(restarted, instance, telegram, cursor)
-    assert len(sent(telegram)) == 4
+    cursor, _ = tick(sensor, instance, chat, cursor)
+    assert "views = 100" in sent(chat)[-1] and AlertState.from_cursor(cursor).episodes == {}
+    cursor, _ = tick(restarted, instance, chat, cursor)
+    assert len(sent(chat)) == 4
 
 
-def test_a_failed_send_keeps_the_cursor_and_is_retried(instance, telegram):
+def test_a_failed_send_keeps_the_cursor_and_is_retried(instance, chat):
     clock = Clock(at(4))
     sensor = build_iqr_alert_sensor(CHECK_KEYS, settings=SETTINGS, clock=clock)
     instance.report_runless_asset_event(evaluation("views", 4, 20.0))
-    telegram.faults = Faults(error_rate=1.0, error_status=502)
-    cursor, message = tick(sensor, instance, telegram, None)
+    chat.faults = Faults(error_rate=1.0, error_status=502)
+    cursor, message = tick(sensor, instance, chat, None)
     assert message == "0 message(s) sent, 1 left for the next tick"
-    assert sent(telegram) == [] and AlertState.from_cursor(cursor) == AlertState()
-    assert telegram.count("/bot") >= 2  # the resource retried before giving up
-    telegram.faults = Faults()
-    cursor, message = tick(sensor, instance, telegram, cursor)
-    assert message == "1 message(s) sent" and len(sent(telegram)) == 1
-    cursor, _ = tick(sensor, instance, telegram, cursor)
-    assert len(sent(telegram)) == 1
+    assert sent(chat) == [] and AlertState.from_cursor(cursor) == AlertState()
+    assert chat.count("/bot") >= 2  # the resource retried before giving up
+    chat.faults = Faults()
+    cursor, message = tick(sensor, instance, chat, cursor)
+    assert message == "1 message(s) sent" and len(sent(chat)) == 1
+    cursor, _ = tick(sensor, instance, chat, cursor)
+    assert len(sent(chat)) == 1
 
 
-def test_one_tick_without_the_daemon(instance, telegram):
+def test_one_tick_without_the_daemon(instance, chat):
     """`send_alerts` is the sensor's body, for a demo that runs once without a daemon."""
     instance.report_runless_asset_event(evaluation("views", 4, 20.0))
-    resource = telegram_resource(telegram)
+    resource = telegram_resource(chat)
     tick = send_alerts(
         instance, resource, None, check_keys=CHECK_KEYS, settings=SETTINGS, now=at(4)
     )
-    assert tick.summary == "1 message(s) sent" and len(telegram.photos) == 1
+    assert tick.summary == "1 message(s) sent" and len(chat.photos) == 1
     again = send_alerts(
         instance, resource, tick.cursor, check_keys=CHECK_KEYS, settings=SETTINGS, now=at(5)
     )
@@ -420,7 +407,7 @@ def test_the_module_sensor_watches_the_applied_checks(instance):
 # --------------------------------------------------------------------------- end to end
 
 
-def test_a_real_check_run_reaches_the_chat(instance, telegram, fresh_database):
+def test_a_real_check_run_reaches_the_chat(instance, chat, fresh_database):
     """The mailbox IQR check runs on PostgreSQL and records its evaluation in the
     instance; the sensor turns it into an alert with a chart, never touching the engine."""
     latest = datetime(2024, 3, 14, 9, tzinfo=UTC)
@@ -461,9 +448,9 @@ def test_a_real_check_run_reaches_the_chat(instance, telegram, fresh_database):
     sensor = build_iqr_alert_sensor(
         CHECK_KEYS, settings=SETTINGS, clock=lambda: latest + timedelta(hours=1, minutes=6)
     )
-    cursor, message = tick(sensor, instance, telegram, None)
+    cursor, message = tick(sensor, instance, chat, None)
     assert message == "1 message(s) sent"
-    [photo] = telegram.photos
+    [photo] = chat.photos
     assert "emails_received (mailbox_id 7) = 40" in photo.plain
     assert "14.03.2024 12:00–13:00 MSK" in photo.plain and photo.width >= 800
     [(key, episode)] = AlertState.from_cursor(cursor).episodes.items()

@@ -67,22 +67,6 @@ def sink(_sink: SmtpSink) -> SmtpSink:
     return _sink
 
 
-@pytest.fixture(scope="package")
-def _chat() -> Iterator[TelegramSimulator]:
-    # flood control off: a test's sends must not wait on it
-    with TelegramSimulator(
-        token=BOT_TOKEN, per_chat_per_second=None, group_per_minute=None, global_per_second=None
-    ) as sim:
-        yield sim
-
-
-@pytest.fixture
-def chat(_chat: TelegramSimulator) -> TelegramSimulator:
-    _chat.clear()
-    _chat.faults = type(_chat.faults)()
-    return _chat
-
-
 @pytest.fixture
 def warehouse(fresh_database) -> Iterator[WarehouseResource]:
     with fresh_database() as database:

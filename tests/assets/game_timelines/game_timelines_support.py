@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
+from chat_support import CHAT_TOKEN
 
 from signalbox.assets.game_timelines import checks, raw
 from signalbox.simulators.neople_world import KST, NeopleWorld
@@ -14,7 +15,7 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=KST)
 DAYS = [date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 19)]  # Mon, Tue, Thu (reset)
 BUCKET = "signalbox-game-timelines"
 CHAT_ID = "-1001000000042"
-BOT_TOKEN = "654321:game-timelines-test"
+BOT_TOKEN = CHAT_TOKEN  # the session's chat simulator (tests/conftest.py)
 MAIL_TO = "oncall@example.com"
 
 ASSETS = [raw.neople_timeline_events, checks.neople_timeline_parquet_matches_postgres,

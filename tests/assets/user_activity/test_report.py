@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from chat_support import CHAT_TOKEN
 from PIL import Image
 
 from signalbox.assets.user_activity.report import (
@@ -30,11 +31,11 @@ from signalbox.platform.charts import format_number
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.telegram import TelegramResource
 from signalbox.simulators.server import Faults
-from signalbox.simulators.telegram import TelegramSimulator, parse_html
+from signalbox.simulators.telegram import parse_html
 
 DATABASE = "test_daily_report"
 TABLE = f"{DATABASE}_marts.activity_kpis_daily"
-TOKEN = "7349201856:AAH3kL9xQ-zT4vW8yB2nC5mD7fG1hJ0pRsU"
+TOKEN = CHAT_TOKEN
 CHAT = "-1001234567890"
 DAY = date(2024, 3, 14)
 NODE = "reports__activity_daily_kpis"  # the op of the asset keyed reports/activity_daily_kpis
@@ -104,20 +105,6 @@ def kpi_clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
             os.environ["SIGNALBOX_HOME"] = previous
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[TelegramSimulator]:
-    with TelegramSimulator(token=TOKEN, per_chat_per_second=100.0, burst=100) as server:
-        server.group_per_minute = None
-        yield server
-
-
-@pytest.fixture
-def telegram(simulator) -> TelegramSimulator:
-    simulator.clear()
-    simulator.faults = Faults()
-    return simulator
-
-
 def run_report(kpi_clickhouse, simulator, day: date | None = DAY, **telegram_fields):
     resource = TelegramResource(
         bot_token=TOKEN,
@@ -160,8 +147,8 @@ def sql_expectations(kpi_clickhouse: ClickHouseResource) -> dict[str, float | No
         return dict(zip(result.column_names, result.result_rows[0], strict=True))
 
 
-def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(kpi_clickhouse, telegram):
-    result = run_report(kpi_clickhouse, telegram)
+def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(kpi_clickhouse, chat):
+    result = run_report(kpi_clickhouse, chat)
     assert result.success
     [materialization] = result.asset_materializations_for_node(NODE)
     metadata = {k: v.value for k, v in materialization.metadata.items()}
@@ -174,7 +161,7 @@ def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(kpi_clickhous
             assert metadata[name] == pytest.approx(value, rel=1e-12), name
     assert expected["sent_received_ratio_dod_pct"] is None  # the day without messages
 
-    [photo] = telegram.photos
+    [photo] = chat.photos
     assert metadata["message_ids"] == [photo.message_id]
     text = photo.plain
     assert text.startswith("📊 Daily KPIs · Thu 14.03.2024 (Europe/Moscow)")
@@ -190,23 +177,23 @@ def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(kpi_clickhous
     assert sum(image.size) <= 10000
 
 
-def test_a_failed_send_fails_only_the_report(kpi_clickhouse, telegram):
-    telegram.faults = Faults(error_rate=1.0, error_status=503)
-    result = run_report(kpi_clickhouse, telegram)
+def test_a_failed_send_fails_only_the_report(kpi_clickhouse, chat):
+    chat.faults = Faults(error_rate=1.0, error_status=503)
+    result = run_report(kpi_clickhouse, chat)
     assert not result.success
     failure = result.failure_data_for_node(NODE)
     assert "the daily KPI report for 2024-03-14 was not sent" in str(failure.user_failure_data)
     assert TOKEN not in str(failure.user_failure_data)
-    assert telegram.photos == [] and telegram.count("/bot") >= 2  # retried, then gave up
+    assert chat.photos == [] and chat.count("/bot") >= 2  # retried, then gave up
     assert result.asset_materializations_for_node(NODE) == []
 
 
-def test_a_day_without_kpis_is_a_clear_failure(kpi_clickhouse, telegram):
-    result = run_report(kpi_clickhouse, telegram, day=date(2024, 1, 1))
+def test_a_day_without_kpis_is_a_clear_failure(kpi_clickhouse, chat):
+    result = run_report(kpi_clickhouse, chat, day=date(2024, 1, 1))
     assert not result.success
     data = str(result.failure_data_for_node(NODE).user_failure_data)
     assert "no KPIs for 2024-01-01 in test_daily_report_marts.activity_kpis_daily" in data
-    assert telegram.photos == [] and telegram.messages == []
+    assert chat.photos == [] and chat.messages == []
 
 
 def test_schedule_job_and_time_zone():
