@@ -51,6 +51,7 @@ class ApiError(RuntimeError):
         self.source = source
         self.method = method
         self.url = url
+        self.message = message  # the server's (or the client's) own words, without context
         self.status = status
         self.attempts = attempts
         status_text = f" -> HTTP {status}" if status is not None else ""

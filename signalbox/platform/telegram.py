@@ -192,19 +192,17 @@ class TelegramApiError(ApiHttpError):
     """Telegram refused a call (after retries): names the Bot API method, the status and
     Telegram's description; the URL has the token replaced by `***`."""
 
-    def __init__(
-        self,
-        source: str,
-        method: str,
-        url: str,
-        message: str,
-        status: int | None = None,
-        attempts: int = 1,
-    ):
-        super().__init__(source, method, url, message, status, attempts)
-        self.api_method = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-        self.description = message
-        self.error_code = status
+    @property
+    def api_method(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+
+    @property
+    def description(self) -> str:
+        return self.message
+
+    @property
+    def error_code(self) -> int | None:
+        return self.status
 
 
 def telegram_retry_after(response: requests.Response) -> float | None:

@@ -60,18 +60,10 @@ CODE_HINTS = {
 class NeopleApiError(ApiHttpError):
     """Neople answered with an error body; `code` is its code (e.g. DNF001), if it sent one."""
 
-    def __init__(
-        self,
-        source: str,
-        method: str,
-        url: str,
-        message: str,
-        status: int | None = None,
-        attempts: int = 1,
-    ):
-        super().__init__(source, method, url, message, status, attempts)
-        match = _CODE_RE.match(message)
-        self.code: str | None = match.group(1) if match else None
+    @property
+    def code(self) -> str | None:
+        match = _CODE_RE.match(self.message)
+        return match.group(1) if match else None
 
 
 class NeopleTimelineError(RuntimeError):
