@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 from chat_support import CHAT_TOKEN
 
+from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
 from signalbox.platform.warehouse import WarehouseResource
 from signalbox.simulators.server import Faults
@@ -41,6 +42,32 @@ def signalbox_home() -> Iterator[Path]:
     else:
         os.environ["SIGNALBOX_HOME"] = previous
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_database(
+    signalbox_home: Path,
+) -> Callable[[str], AbstractContextManager[ClickHouseResource]]:
+    """A factory: the session's chDB directory (chDB opens one data directory per process,
+    so every module shares it) in a database of the caller's own. On exit it drops that
+    database and dbt's schemas of it (`<database>_staging`, `_marts`, ...)."""
+
+    @contextmanager
+    def database(name: str) -> Iterator[ClickHouseResource]:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("SIGNALBOX_HOME", str(signalbox_home))
+            resource = ClickHouseResource(database=name, lock_timeout_seconds=120)
+            yield resource
+            with resource.client("test cleanup") as client:
+                ours = client.query(
+                    "SELECT name FROM system.databases"
+                    " WHERE name = {name:String} OR startsWith(name, {prefix:String})",
+                    parameters={"name": name, "prefix": f"{name}_"},
+                ).result_rows
+                for (database_name,) in ours:
+                    client.command(f"DROP DATABASE IF EXISTS `{database_name}`")
+
+    return database
 
 
 @pytest.fixture(scope="session")

@@ -257,22 +257,10 @@ RULES = [
 
 
 @pytest.fixture(scope="module")
-def clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
-    """The session's chDB directory (one per process: see tests/conftest.py), in a
-    database of this module's own."""
-    previous = os.environ.get("SIGNALBOX_HOME")
-    os.environ["SIGNALBOX_HOME"] = str(signalbox_home)
-    resource = ClickHouseResource(database=DATABASE, lock_timeout_seconds=120)
-    try:
+def clickhouse(clickhouse_database) -> Iterator[ClickHouseResource]:
+    """The session's chDB directory, in a database of this module's own."""
+    with clickhouse_database(DATABASE) as resource:
         yield resource
-        with resource.client("test cleanup") as client:
-            client.command(f"DROP DATABASE IF EXISTS {DATABASE}")
-            client.command(f"DROP DATABASE IF EXISTS {DATABASE}_marts")
-    finally:
-        if previous is None:
-            os.environ.pop("SIGNALBOX_HOME", None)
-        else:
-            os.environ["SIGNALBOX_HOME"] = previous
 
 
 @pytest.fixture(scope="module")

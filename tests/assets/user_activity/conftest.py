@@ -4,9 +4,7 @@ database of this slice's own so other modules' tables never mix with these."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,17 +14,6 @@ DATABASE = "user_activity_test"
 
 
 @pytest.fixture(scope="package")
-def clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
-    previous = os.environ.get("SIGNALBOX_HOME")
-    os.environ["SIGNALBOX_HOME"] = str(signalbox_home)
-    resource = ClickHouseResource(database=DATABASE, lock_timeout_seconds=120)
-    try:
+def clickhouse(clickhouse_database) -> Iterator[ClickHouseResource]:
+    with clickhouse_database(DATABASE) as resource:
         yield resource
-        with resource.client("test cleanup") as client:
-            for suffix in ("", "_staging", "_intermediate", "_marts", "_empty"):
-                client.command(f"DROP DATABASE IF EXISTS `{DATABASE}{suffix}`")
-    finally:
-        if previous is None:
-            os.environ.pop("SIGNALBOX_HOME", None)
-        else:
-            os.environ["SIGNALBOX_HOME"] = previous

@@ -4,10 +4,8 @@ KPI table, its chart is a valid PNG, and a failed send fails only the report."""
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -76,14 +74,11 @@ COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def kpi_clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
+def kpi_clickhouse(clickhouse_database) -> Iterator[ClickHouseResource]:
     """The session's chDB directory, in a database of this module's own (not the
     package's `clickhouse` fixture: its dbt test builds the real KPI table there); the KPI
     table as dbt names it (`<database>_marts.activity_kpis_daily`)."""
-    previous = os.environ.get("SIGNALBOX_HOME")
-    os.environ["SIGNALBOX_HOME"] = str(signalbox_home)
-    resource = ClickHouseResource(database=DATABASE, lock_timeout_seconds=120)
-    try:
+    with clickhouse_database(DATABASE) as resource:
         with resource.client("test kpi table") as client:
             client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}_marts")
             client.command(f"DROP TABLE IF EXISTS {TABLE}")
@@ -95,14 +90,6 @@ def kpi_clickhouse(signalbox_home: Path) -> Iterator[ClickHouseResource]:
             )
             client.insert(TABLE, kpi_rows(), column_names=COLUMNS)
         yield resource
-        with resource.client("test cleanup") as client:
-            client.command(f"DROP DATABASE IF EXISTS {DATABASE}_marts")
-            client.command(f"DROP DATABASE IF EXISTS {DATABASE}")
-    finally:
-        if previous is None:
-            os.environ.pop("SIGNALBOX_HOME", None)
-        else:
-            os.environ["SIGNALBOX_HOME"] = previous
 
 
 def run_report(kpi_clickhouse, simulator, day: date | None = DAY, **telegram_fields):
