@@ -14,12 +14,11 @@ import dagster as dg
 import pytest
 from complaints_helpers import NOW, make_world, resource_for
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
-from moto.server import ThreadedMotoServer
+from moto_s3 import aws_environment, moto_server
 
 import signalbox.assets.complaints
 from signalbox.assets.complaints.export import EXPORT_KEY, EXPORT_SQL
 from signalbox.platform.dbt import SignalboxDbtTranslator, warehouse_project
-from signalbox.platform.embedded.ports import free_port
 from signalbox.platform.object_store import ObjectStoreResource
 from signalbox.platform.warehouse import WarehouseResource
 from signalbox.simulators.cfpb import CfpbSimulator
@@ -48,23 +47,8 @@ RESPONSE_COLUMNS = {
 @pytest.fixture(scope="module")
 def s3_url(tmp_path_factory) -> Iterator[str]:
     """moto's S3 server with the standard AWS variables only (no machine profile)."""
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_CONFIG_FILE", str(empty))
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_REGION", "us-east-1")
-        port = free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.stop()
+    with aws_environment(tmp_path_factory.mktemp("aws")), moto_server() as url:
+        yield url
 
 
 @dataclass
