@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dagster as dg
 from pydantic import Field
 
+from signalbox.assets.user_activity.raw import USER_ACTIVITY_DAILY
 from signalbox.checks import ACTIVITY_KPIS_DAILY
 from signalbox.platform.charts import PanelRow, SeriesPanel, format_number, small_multiples
 from signalbox.platform.clickhouse import ClickHouseResource
@@ -199,11 +200,19 @@ def _markdown(changes: Sequence[KpiChange]) -> str:
 class DailyReportConfig(dg.Config):
     report_date: str | None = Field(
         default=None,
-        description="The day to report (YYYY-MM-DD); default yesterday in the report time zone.",
+        description=(
+            "The day to report (YYYY-MM-DD); default yesterday: the last complete (UTC) day "
+            "of the KPIs."
+        ),
     )
 
 
-def report_day(config_value: str | None, zone: str, now: datetime | None = None) -> date:
+def report_day(config_value: str | None, now: datetime | None = None) -> date:
+    """The configured day, else yesterday as the KPI table counts days: its days are the
+    activity partitions' (UTC), so yesterday there is the last day that has ended. The
+    report's time zone decides when it is sent, not which day is complete: at 11:00 in
+    Moscow both agree, but from 21:00 UTC Moscow's yesterday is a UTC day still running
+    (and zones far enough east would meet that at 11:00 every day)."""
     if config_value:
         try:
             return date.fromisoformat(config_value)
@@ -211,7 +220,7 @@ def report_day(config_value: str | None, zone: str, now: datetime | None = None)
             raise ReportConfigError(
                 f"report_date must be YYYY-MM-DD, got {config_value!r}"
             ) from exc
-    moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(zone))
+    moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(USER_ACTIVITY_DAILY.timezone))
     return moment.date() - timedelta(days=1)
 
 
@@ -232,7 +241,7 @@ def activity_daily_kpis_report(
     telegram: TelegramResource,
 ) -> dg.MaterializeResult:
     zone = report_timezone()
-    day = report_day(config.report_date, zone)
+    day = report_day(config.report_date)
     table = KPI_TABLE.format(database=clickhouse.target_database())
     first = day - timedelta(days=max(7, CHART_DAYS - 1))
     with clickhouse.client("daily KPI report") as client:

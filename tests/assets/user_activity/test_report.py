@@ -202,13 +202,15 @@ def test_schedule_job_and_time_zone():
     assert defs.resolve_job_def("activity_daily_report").asset_layer.selected_asset_keys == {
         REPORT_KEY
     }
-    # 11:00 in Moscow on the 15th reports the 14th; just after midnight UTC is already
-    # the next day in Moscow
-    assert report_day(None, "Europe/Moscow", datetime(2024, 3, 15, 8, tzinfo=UTC)) == DAY
-    assert report_day(None, "Europe/Moscow", datetime(2024, 3, 14, 22, tzinfo=UTC)) == DAY
-    assert report_day("2024-03-01", "Europe/Moscow") == date(2024, 3, 1)
+    # 11:00 in Moscow on the 15th reports the 14th. Just after midnight in Moscow (22:00
+    # UTC on the 14th) Moscow's yesterday is the 14th, a KPI day (UTC) still running: the
+    # report takes the last complete one, the 13th
+    assert report_day(None, datetime(2024, 3, 15, 8, tzinfo=UTC)) == DAY
+    assert report_day(None, datetime(2024, 3, 14, 22, tzinfo=UTC)) == DAY - timedelta(days=1)
+    assert report_day(None, datetime(2024, 3, 15, 0, 5, tzinfo=UTC)) == DAY
+    assert report_day("2024-03-01") == date(2024, 3, 1)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
-        report_day("14.03.2024", "Europe/Moscow")
+        report_day("14.03.2024")
 
 
 def test_changes_and_message_without_a_week_of_history():
