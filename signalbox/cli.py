@@ -8,6 +8,7 @@ signalbox docs          generate the dbt docs and serve them on 127.0.0.1:8080
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 import requests
 
 from signalbox.platform.settings import PROJECT_ROOT
@@ -205,17 +207,38 @@ def wait_for_ui(port: int, process: subprocess.Popen, timeout: float = 180) -> N
     raise TimeoutError(f"the Dagster UI did not answer on port {port} in {timeout:.0f}s")
 
 
-def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+def stop_process_group(process: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM to the whole group: `dagster dev`, its webserver, daemon, code servers and any
+    run workers they launched. What is still alive after `grace` seconds gets SIGKILL.
+
+    Waiting only for the leader is not enough: a run the sensors launched a moment before
+    Ctrl-C can outlive `dagster dev`, and its code server waits for it, on services the
+    caller is about to stop."""
+    group = process.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while (process.poll() is None or group_members(group)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if process.poll() is None or group_members(group):
+        left = len(group_members(group)) + (process.poll() is None)
+        print(f"stopping: {left} process(es) still running after {grace:.0f}s, killing them")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    process.wait()
+    psutil.wait_procs(group_members(group), timeout=5)
+
+
+def group_members(group: int) -> list[psutil.Process]:
+    """Live (not zombie) processes of a process group."""
+    members = []
+    for candidate in psutil.process_iter():
+        try:
+            if os.getpgid(candidate.pid) == group and candidate.status() != psutil.STATUS_ZOMBIE:
+                members.append(candidate)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
 
 
 def _default_signals() -> None:
