@@ -218,11 +218,10 @@ def stop_process_group(process: subprocess.Popen, grace: float = 20) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while (process.poll() is None or group_members(group)) and time.monotonic() < deadline:
+    while group_members(group) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if process.poll() is None or group_members(group):
-        left = len(group_members(group)) + (process.poll() is None)
-        print(f"stopping: {left} process(es) still running after {grace:.0f}s, killing them")
+    if left := group_members(group):
+        print(f"stopping: {len(left)} process(es) still running after {grace:.0f}s, killing them")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
     process.wait()
@@ -230,7 +229,8 @@ def stop_process_group(process: subprocess.Popen, grace: float = 20) -> None:
 
 
 def group_members(group: int) -> list[psutil.Process]:
-    """Live (not zombie) processes of a process group."""
+    """Live processes of a process group, the leader included until it exits (a process that
+    has exited but is not yet reaped is a zombie and does not count)."""
     members = []
     for candidate in psutil.process_iter():
         try:
