@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.mailbox import database, scratch_home
 from benchmarks.report import report
-from signalbox.assets.game_timelines.ingest import (
+from signalbox.domains.game_timelines.ingest import (
     RAW_DDL,
     RAW_TABLE,
     TIMELINE_SCHEMA,
@@ -39,7 +39,7 @@ from signalbox.assets.game_timelines.ingest import (
     read_stored_day,
     restore_day,
 )
-from signalbox.assets.game_timelines.neople import Character
+from signalbox.domains.game_timelines.neople import Character
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
 from signalbox.platform.embedded.s3 import EmbeddedS3
 from signalbox.platform.object_store import ObjectStoreResource

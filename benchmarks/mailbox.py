@@ -19,8 +19,8 @@ import psycopg2
 from tqdm import tqdm
 
 from benchmarks.report import report
-from signalbox.assets.mailbox.helpscout import HelpScoutResource
-from signalbox.assets.mailbox.ingest import (
+from signalbox.domains.mailbox.helpscout import HelpScoutResource
+from signalbox.domains.mailbox.ingest import (
     CONVERSATIONS,
     crawl_conversations,
     load_mailboxes,

@@ -146,8 +146,8 @@ def _client():
 
 def child_generate(feed: int, messages: int) -> dict:
     """Land the day with the product's generator (GeneratedUserActions.land)."""
-    from signalbox.assets.user_activity.source import GeneratedUserActions
     from signalbox.platform.clickhouse import ClickHouseResource
+    from signalbox.simulators.user_activity import GeneratedUserActions
 
     source = GeneratedUserActions(
         users=USERS, feed_events_per_day=feed, messages_per_day=messages, anomalies=""
@@ -351,8 +351,8 @@ def child_iqr(days: int) -> dict:
     history (every bucket of the 90 days) rather than the last day."""
     from dataclasses import replace
 
-    from signalbox.checks import ACTIVITY_IQR
     from signalbox.checks.iqr import check_result, clickhouse_iqr_sql, evaluate, run_iqr_query
+    from signalbox.domains.user_activity.checks import ACTIVITY_IQR
     from signalbox.platform.clickhouse import ClickHouseResource
 
     resource = ClickHouseResource(database=IQR_DATABASE)

@@ -109,26 +109,50 @@ def materialize_all(recent_days: int = 8, send_alerts_now: bool = False) -> bool
             )
         )
     ok = print_statuses(graph, results)
+    for line in evaluate_run_status_sensors(defs, instance, results):
+        print(line)
     if send_alerts_now:
+        from signalbox.checks.iqr import iqr_check_keys
         from signalbox.platform.telegram import TelegramResource
         from signalbox.sensors.iqr_alerts import send_alerts
 
         # what the alert sensor does every minute under `dagster dev`, once, right now
-        telegram = TelegramResource(
-            bot_token=os.environ["TELEGRAM_BOT_TOKEN"],
-            chat_id=os.environ["TELEGRAM_CHAT_ID"],
-            **(
-                {"base_url": os.environ["TELEGRAM_API_URL"]}
-                if "TELEGRAM_API_URL" in os.environ
-                else {}
-            ),
-        )
-        try:
-            tick = send_alerts(instance, telegram, None)
-        finally:
-            telegram.teardown_after_execution(dg.build_init_resource_context())
+        check_keys = iqr_check_keys(defs.asset_checks or [])
+        with TelegramResource.from_env().process_config_and_initialize_cm() as telegram:
+            tick = send_alerts(instance, telegram, None, check_keys=check_keys)
         print(f"\non-call chat (IQR alerts): {tick.summary}")
     return ok
+
+
+def evaluate_run_status_sensors(defs, instance, results) -> list[str]:
+    """One tick of every run-status sensor for each run executed here (the daemon only
+    hears of runs that end after it starts, and these ended before `dagster dev` did);
+    a line for each tick that said something."""
+    import dagster as dg
+
+    lines = []
+    sensors = [s for s in defs.sensors or [] if isinstance(s, dg.RunStatusSensorDefinition)]
+    for result in results:
+        run = instance.get_run_by_id(result.run_id)
+        ended = {
+            dg.DagsterRunStatus.SUCCESS: dg.DagsterEventType.RUN_SUCCESS,
+            dg.DagsterRunStatus.FAILURE: dg.DagsterEventType.RUN_FAILURE,
+        }.get(run.status)
+        if ended is None:
+            continue
+        (record,) = instance.get_records_for_run(run.run_id, of_type=ended).records
+        for sensor in sensors:
+            with dg.build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_instance=instance,
+                dagster_run=run,
+                dagster_event=record.event_log_entry.get_dagster_event(),
+                resources=defs.resources,
+            ) as context:
+                outcome = sensor(context)
+            if isinstance(outcome, dg.SkipReason):
+                lines.append(f"{sensor.name}: {outcome.skip_message}")
+    return lines
 
 
 def recent_complete_partitions(partitions_def, count: int) -> list[str]:

@@ -1,74 +1,15 @@
 """IQR anomaly checks: the seed's rule, computed in the engine, as Dagster asset checks.
 
-The default rule, `IqrRule()` (a=3, n=5, direction both, raw bounds), is the rule as
-issue 3 words it:
-
-1. the band of each complete bucket t: q25 and q75 of the values of the previous `n`
-   buckets (t itself excluded; quantiles with linear interpolation as numpy/pandas
-   compute them), IQR = q75 - q25, band [q25 - a*IQR, q75 + a*IQR]. "Previous n buckets"
-   is measured in time, not rows: a missing bucket or a NULL value leaves fewer than `n`
-   values, and then t has no band.
-2. a breach is the latest *complete* bucket (its end <= now) strictly outside its band,
-   on the side `direction` watches (`both`, `drop` or `spike`). Without a band, there is
-   no judgement and the check passes saying so.
-
-`IqrRule(smooth_bounds=True)` adds the seed DAG's bound smoothing (`up.rolling(n,
-center=True, min_periods=1).mean()`, same for `low`) as that code runs every 15 minutes:
-the series *ends at the bucket judged*, and pandas' centered window of n has n//2
-buckets before and (n-1)//2 after (n=5: 2 and 2; n=4: 2 and 1), so t's band is the mean
-of the step-1 bands ("raw bands") of t - n//2 .. t, in time; buckets without a row or a
-raw band are left out (min_periods=1), and there is no band when none has one. The bucket
-still filling never enters.
-
-Known property of the seed's rule: it breaches often without any anomaly. Breaches per
-metric per day (96 buckets), each bucket judged as the check judges it (at its end, on
-the data up to it), by the pandas reference of tests/checks/test_iqr.py:
-- iid noise, Gaussian or Poisson, any scale: 8.3% of buckets (about 8 a day). The IQR of
-  5 values is often tiny next to the spread of the next one; the rate does not depend on
-  the noise's size.
-- a smooth daily curve without noise: the curve's turns. Near an extremum the 5 previous
-  values are nearly level while the curve then bends away: on a parabola (-c*t^2, peak at
-  bucket 0) bucket 4 has the band [-13c, ..] and the value -16c, whatever c and the
-  curve's width. On the four-bump curve of tests/checks (like the generator's): 5 a day.
-- the generator's curve with Poisson noise: 7.4 a day at 240k events a day, 6.3 at 8M;
-  the generated `activity_metrics_15min` at the demo volume (300k feed events and 30k
-  messages a day): 6.9-12.1 for each of the six metrics over 7 days; 7.7-10.9 (8-11% of
-  buckets) on the two demo days of tests/checks, which bound it at 15%, anomalies excluded.
-The injected anomalies are caught on their first bucket (tests/checks, both engines): the
-rule is sensitive, not selective. The alert sensor (signalbox.sensors.iqr_alerts) is what
-keeps the chat readable, as far as it goes: consecutive breached buckets of a metric are
-one episode with one alert (deduplicated across ticks and restarts, a reminder only after
-the cooldown, then one recovery message), and one message lists every metric breached in
-the same bucket. Most false breaches are isolated buckets, though, each an episode of its
-own: on the two demo days, six metrics, those rules applied to every bucket's verdict
-give about 30 alert messages a day and as many recoveries (smoothed bounds: 23 alerts;
-tests/checks print the counts). A quieter chat needs other values of the knobs below.
-
-The knobs, per check spec: `n` and `a` (on iid noise n=7, a=4 gives 1.0 a day and n=10,
-a=3 1.2; n=7, a=4 also leaves 1.0 a day on the noise-free curve), `direction` (only the
-side that matters pages), and `smooth_bounds`. Smoothing is not the cure it is taken for:
-on iid noise it halves the rate (4.7% of buckets; CTR 7.9 -> 3.9 a day), but on the
-count metrics of a daily curve the mean of the last n//2+1 raw bands lags the ramps by
-another bucket and makes it worse: demo volume 9.0-12.6 a day (raw 6.9-12.1), 3M feed
-events a day 12.6-14.6 (raw 6.3-8.6), the noise-free curve 14 a day (raw 5). The quiet
-figures once quoted for it (0.08 a day at 240k, demo volume 0-0.6) come from the centered
-mean over the whole series computed afterwards, where the band of t averages the raw bands
-of t+1 and t+2, computed from t's own value: no check judging t at its end has them (the
-seed's code judges `iloc[-1]` of the data up to now).
-
-The SQL returns only the banded buckets of the last `history` (one day by default, for
-the chart), never raw rows; every bucket carries the band it is (or was, when it was the
-latest) judged by, so the band drawn is the band judged. ClickHouse:
-`quantileExactInclusive` over a RANGE window frame; PostgreSQL: `percentile_cont` (an
-ordered-set aggregate, never a window function) in a LATERAL subquery over the window's
-`array_agg`. Both are linear interpolation (Hyndman-Fan type 7, numpy's default); the
-smoothing is `avg` over a RANGE frame of n//2 buckets before to the bucket itself, per
-partition, in both. Tests compare both engines with pandas.
+A bucket's band is q25/q75 of the previous `n` buckets (in time) widened by `a` * IQR; the
+latest complete bucket breaches when it is outside the band on the watched side. The SQL
+(ClickHouse `quantileExactInclusive`, PostgreSQL `percentile_cont`) returns only the banded
+buckets of the last day, never raw rows. notes/iqr.md has the full rule, the smoothing
+variant and the measured false-breach rates.
 """
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -103,8 +44,8 @@ class IqrRule:
     `direction`: `both` (the seed), `drop` (only below the band counts) or `spike`
     (only above). `smooth_bounds` (off by default: the issue's literal rule): the band
     of a bucket is the mean of the raw bands of the `n//2` buckets before it and its own
-    (the seed DAG's centered rolling mean, cut at the bucket judged). The module
-    docstring has the measured false-breach rates of each setting."""
+    (the seed DAG's centered rolling mean, cut at the bucket judged). notes/iqr.md has
+    the measured false-breach rates of each setting."""
 
     a: float = 3.0
     n: int = 5
@@ -748,6 +689,16 @@ def iqr_checks(spec: IqrCheckSpec) -> list[dg.AssetChecksDefinition]:
             yield check_result(spec, outcome)
 
     return [_iqr]
+
+
+def iqr_check_keys(checks: Iterable[dg.AssetChecksDefinition]) -> list[dg.AssetCheckKey]:
+    """The keys of the IQR checks among `checks` (the factory names them `iqr_<metric>`)."""
+    return [
+        key
+        for definition in checks
+        for key in definition.check_keys
+        if key.name.startswith(CHECK_PREFIX)
+    ]
 
 
 def _human(bucket: timedelta) -> str:

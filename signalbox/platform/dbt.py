@@ -5,9 +5,9 @@ One dbt invocation talks to one engine, so each engine has its own project under
 and the CLI import it to build the manifests.
 """
 
-from __future__ import annotations
-
+import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,29 +15,90 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from signalbox.platform.settings import DBT_ROOT
+from signalbox.platform.warehouse import WarehouseResource
 
-# dagster-dbt runs `dbt` from PATH: make the one installed beside this interpreter win,
-# even when the virtualenv is not activated (the Makefile calls .venv/bin/* directly).
-_BIN = str(Path(sys.executable).parent)
-if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = os.pathsep.join([_BIN, os.environ.get("PATH", "")])
+# the dbt installed beside this interpreter, whether or not its virtualenv is activated
+DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
+_SKIPPED_DIRS = {"target", "logs", "dbt_packages"}
+
+
+def project_fingerprint(project_dir: Path) -> str:
+    """A hash of every dbt source file (the shared package's too) and of dbt's version."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(version("dbt-core").encode())
+    for path in sorted(DBT_ROOT.rglob("*")):
+        if path.is_file() and not _SKIPPED_DIRS.intersection(path.relative_to(DBT_ROOT).parts):
+            digest.update(str(path.relative_to(DBT_ROOT)).encode())
+            digest.update(path.read_bytes())
+    digest.update(str(project_dir).encode())
+    return digest.hexdigest()
+
+
+def prepare(project: DbtProject) -> None:
+    """`dbt deps` and `dbt parse` with the dbt beside this interpreter, skipped when the
+    manifest was built from the same sources (a test session, a demo start or a UI reload
+    whose projects did not change pays nothing)."""
+    stamp = Path(project.project_dir) / project.target_path / ".signalbox-fingerprint"
+    fingerprint = project_fingerprint(Path(project.project_dir))
+    if project.manifest_path.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        return
+    dbt = dbt_resource(project)
+    if any(Path(project.project_dir, f).exists() for f in ("packages.yml", "dependencies.yml")):
+        dbt.cli(["deps", "--quiet"], target_path=project.target_path).wait()
+    dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    stamp.write_text(fingerprint)
+
 
 warehouse_project = DbtProject(
     project_dir=DBT_ROOT / "warehouse",
     profiles_dir=DBT_ROOT / "warehouse",
 )
-warehouse_project.prepare_if_dev()
-
 activity_project = DbtProject(
     project_dir=DBT_ROOT / "activity",
     profiles_dir=DBT_ROOT / "activity",
 )
-activity_project.prepare_if_dev()
-
 PROJECTS = [warehouse_project, activity_project]
+
+
+def prepare_projects() -> None:
+    """Make every dbt project's manifest current (the CLI and tests call this; `dagster dev`
+    does at each load, as dagster-dbt's `prepare_if_dev` would)."""
+    for project in PROJECTS:
+        prepare(project)
+
+
+if os.environ.get("DAGSTER_IS_DEV_CLI"):
+    prepare_projects()
+
+
+def dbt_resource(project: DbtProject) -> DbtCliResource:
+    return DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
+
+
+@contextmanager
+def invocation_environ(variables: Mapping[str, str]) -> Iterator[None]:
+    """`variables` in the environment only while a dbt invocation starts (its subprocess
+    and dagster-dbt's adapter handle read the profile's `env_var`s then), restored after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -45,7 +106,6 @@ def dbt_connection(project: DbtProject) -> Iterator[dict[str, str]]:
     """The variables the project's profiles.yml reads, for the engine the environment
     configures; for the activity project the embedded ClickHouse is held meanwhile."""
     from signalbox.platform.clickhouse import ClickHouseResource
-    from signalbox.platform.warehouse import WarehouseResource
 
     if project is warehouse_project:
         yield WarehouseResource(url=os.environ.get("SIGNALBOX_WAREHOUSE_URL")).dbt_env()
@@ -55,12 +115,6 @@ def dbt_connection(project: DbtProject) -> Iterator[dict[str, str]]:
             yield env
     else:
         raise ValueError(f"no engine known for dbt project {project.project_dir}")
-
-
-def prepare_projects() -> None:
-    """Parse every dbt project so its manifest exists (the CLI and tests call this)."""
-    for project in PROJECTS:
-        project.preparer.prepare(project)
 
 
 class SignalboxDbtTranslator(DagsterDbtTranslator):
@@ -82,5 +136,36 @@ class SignalboxDbtTranslator(DagsterDbtTranslator):
         return None
 
 
-def dbt_group_keys(dbt_assets: dg.AssetsDefinition, group: str) -> list[dg.AssetKey]:
-    return [key for key, name in dbt_assets.group_names_by_key.items() if name == group]
+def domain_selection(group: str) -> str:
+    """The dbt selector of one domain's models, seeds and tests (its `meta.dagster.group`)."""
+    return f"config.meta.dagster.group:{group}"
+
+
+def warehouse_models(group: str) -> dg.AssetsDefinition:
+    """One domain's part of the warehouse project as assets: `dbt build` of its models and
+    seeds, tests as asset checks, row counts of the built tables as metadata."""
+
+    @dbt_assets(
+        manifest=warehouse_project.manifest_path,
+        project=warehouse_project,
+        select=domain_selection(group),
+        dagster_dbt_translator=SignalboxDbtTranslator(),
+        name=f"{group}_dbt_models",
+    )
+    def _models(
+        context: dg.AssetExecutionContext,
+        warehouse_dbt: DbtCliResource,
+        warehouse: WarehouseResource,
+    ):
+        with invocation_environ(warehouse.dbt_env()):
+            build = warehouse_dbt.cli(["build"], context=context)
+        yield from build.stream().fetch_row_counts()
+
+    return _models
+
+
+def model_key(dbt_models: dg.AssetsDefinition, model: str) -> dg.AssetKey:
+    """The asset key dagster-dbt gave a model (never typed by hand)."""
+    from dagster_dbt import get_asset_key_for_model
+
+    return get_asset_key_for_model([dbt_models], model)

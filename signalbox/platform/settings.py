@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dagster import EnvVar
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_ROOT = PROJECT_ROOT / "dbt_project"
 
@@ -31,3 +33,9 @@ def env_flag(name: str, default: bool = False) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_fields(**fields: str) -> dict[str, EnvVar]:
+    """`field=VARIABLE` pairs -> `{field: EnvVar(VARIABLE)}` for the variables that are set,
+    so a resource's unset fields keep their defaults and no value enters run config."""
+    return {field: EnvVar(var) for field, var in fields.items() if os.environ.get(var)}

@@ -20,12 +20,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
-from signalbox.checks import IQR_CHECK_KEYS
 from signalbox.checks.iqr import (
     BREACH,
     INSIDE,
@@ -34,17 +32,19 @@ from signalbox.checks.iqr import (
     series_from_metadata,
 )
 from signalbox.platform.charts import BandPanel, band_chart, format_number
+from signalbox.platform.dashboards import (
+    DASHBOARD_URL_ENV,
+    DEFAULT_DASHBOARD_URL,
+    dashboard_link,
+)
 from signalbox.platform.telegram import TelegramResource, html_escape
 
 log = logging.getLogger(__name__)
 
 TIMEZONE_ENV = "SIGNALBOX_ALERT_TIMEZONE"
 REPORT_TIMEZONE_ENV = "SIGNALBOX_REPORT_TIMEZONE"  # the fallback: one zone for both
-DASHBOARD_URL_ENV = "SIGNALBOX_DASHBOARD_URL"
 COOLDOWN_ENV = "SIGNALBOX_ALERT_COOLDOWN_MINUTES"
 DEFAULT_TIMEZONE = "Europe/Moscow"
-# the Dagster UI's page of the asset's checks; `{asset}` and `{check}` are filled in
-DEFAULT_DASHBOARD_URL = "http://127.0.0.1:3000/assets/{asset}?view=checks"
 CURSOR_VERSION = 1
 CLOSED_MEMORY = timedelta(days=7)  # how long a recovered episode's bucket is remembered
 
@@ -96,13 +96,6 @@ class AlertSettings:
 
     def link(self, asset_key: dg.AssetKey, check_name: str = "") -> str:
         return dashboard_link(self.dashboard_url, asset_key, check_name)
-
-
-def dashboard_link(template: str, asset_key: dg.AssetKey, check_name: str = "") -> str:
-    """The dashboard URL with `{asset}` (the key's path, a/b) and `{check}` filled in."""
-    return template.replace("{asset}", quote("/".join(asset_key.path), safe="/")).replace(
-        "{check}", quote(check_name, safe="")
-    )
 
 
 # --------------------------------------------------------------------------- readings
@@ -572,7 +565,7 @@ def send_alerts(
     telegram: Any,
     cursor: str | None,
     *,
-    check_keys: Sequence[dg.AssetCheckKey] = IQR_CHECK_KEYS,
+    check_keys: Sequence[dg.AssetCheckKey],
     settings: AlertSettings | None = None,
     now: datetime | None = None,
     logger: Any = log,
@@ -648,6 +641,3 @@ def build_iqr_alert_sensor(
         return dg.SkipReason(tick.summary)
 
     return _sensor
-
-
-iqr_alert_sensor = build_iqr_alert_sensor(IQR_CHECK_KEYS)

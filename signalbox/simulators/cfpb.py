@@ -23,7 +23,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from signalbox.simulators.cfpb_world import (
@@ -43,6 +43,7 @@ from signalbox.simulators.server import (
     Response,
     SlidingWindow,
 )
+from signalbox.stack import LocalStack, stand_in
 
 SEARCH_PATH = "/data-research/consumer-complaints/search/api/v1/"
 UI_URL = "https://www.consumerfinance.gov/data-research/consumer-complaints/search"
@@ -63,6 +64,7 @@ LIST_FIELDS = (
     "timely",
     "zip_code",
 )
+
 _TRUE = {"t", "y", "yes", "true", "on", "1"}
 _FALSE = {"f", "n", "no", "false", "off", "0"}
 _INJECTED = json.dumps({"error": "injected fault"}).encode()
@@ -504,3 +506,20 @@ def _malform(body: bytes) -> bytes:
         if at >= 0:
             return body[:at] + body[at + 1 :]
     return body + b"}"
+
+
+@stand_in("CFPB complaint search simulator", unless="CFPB_BASE_URL")
+def _local_cfpb(stack: LocalStack) -> str:
+    today = datetime.now(UTC).date()
+    cfpb = CfpbSimulator(
+        world=CfpbWorld(start=today - timedelta(days=stack.demo_backfill_days)),
+        search_rate_per_minute=600,
+        live=True,
+    ).start()
+    stack.on_stop(cfpb.stop)
+    stack.export(CFPB_BASE_URL=f"{cfpb.url}{SEARCH_PATH}")
+    stack.default(
+        CFPB_RATE_LIMIT_PER_MINUTE="600",
+        CFPB_BACKFILL_START=(today - timedelta(days=30)).isoformat(),
+    )
+    return f"{cfpb.url}{SEARCH_PATH}"

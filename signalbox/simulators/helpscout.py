@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from signalbox.simulators.helpscout_world import (
@@ -37,6 +37,7 @@ from signalbox.simulators.server import (
     SimulatorServer,
     SlidingWindow,
 )
+from signalbox.stack import LocalStack, stand_in
 
 HAL_JSON = "application/hal+json"
 TOKEN_PATH = "/v2/oauth2/token"
@@ -357,3 +358,26 @@ def _validation_error(errors: list[tuple[str, str, str]]) -> Response:
         status=400,
         content_type="application/vnd.error+json",
     )
+
+
+DEMO_CLIENT_ID = "signalbox-demo"
+DEMO_CLIENT_SECRET = "demo-secret"  # the simulator's own credential, not a real secret
+
+
+@stand_in("Help Scout simulator", unless="HELPSCOUT_BASE_URL")
+def _local_helpscout(stack: LocalStack) -> str:
+    simulator = HelpScoutSimulator(
+        client_id=DEMO_CLIENT_ID,
+        client_secret=DEMO_CLIENT_SECRET,
+        rate_limit_per_minute=800,
+        live=True,
+    ).start()
+    stack.on_stop(simulator.stop)
+    stack.export(
+        HELPSCOUT_BASE_URL=simulator.url,
+        HELPSCOUT_CLIENT_ID=DEMO_CLIENT_ID,
+        HELPSCOUT_CLIENT_SECRET=DEMO_CLIENT_SECRET,
+    )
+    start = datetime.now(UTC).date() - timedelta(days=stack.demo_backfill_days)
+    stack.default(HELPSCOUT_BACKFILL_START=start.isoformat())
+    return simulator.url

@@ -48,6 +48,7 @@ from signalbox.simulators.server import (
     Response,
     SlidingWindow,
 )
+from signalbox.stack import LocalStack, stand_in
 
 JSON_UTF8 = "application/json;charset=UTF-8"
 DEFAULT_API_KEY = "signalbox-demo-key"
@@ -58,6 +59,7 @@ _DATE_FORMATS = (
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d"), "%Y-%m-%d %H:%M"),
     (re.compile(r"\d{8}T\d{4}"), "%Y%m%dT%H%M"),
 )
+
 _INJECTED = json.dumps({"error": "injected fault"}).encode()
 
 
@@ -370,3 +372,15 @@ def _injected(response: Response) -> Response:
     if status >= 500:
         return NeopleError(status, "DNF999", "SYSTEM_ERROR").response()
     return NeopleError(status, "API999", "SYSTEM_ERROR").response()
+
+
+@stand_in("Neople API simulator", unless="NEOPLE_BASE_URL")
+def _local_neople(stack: LocalStack) -> str:
+    neople = NeopleSimulator(live=True).start()
+    stack.on_stop(neople.stop)
+    stack.export(NEOPLE_BASE_URL=neople.url, NEOPLE_API_KEY=DEFAULT_API_KEY)  # its own key
+    characters = neople.world.characters()
+    stack.default(
+        NEOPLE_CHARACTERS=",".join(f"{c['serverId']}:{c['characterId']}" for c in characters)
+    )
+    return neople.url

@@ -26,6 +26,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from signalbox.platform.embedded.ports import free_port
+from signalbox.stack import LocalStack, stand_in
 
 
 class _DropLegacyWarning(logging.Filter):
@@ -236,3 +237,14 @@ class SmtpSink:
         user, password = self.credentials
         ok = auth_data.login.decode() == user and auth_data.password.decode() == password
         return AuthResult(success=ok, handled=False)
+
+
+@stand_in("SMTP sink (e-mail saved as .eml)", unless="SIGNALBOX_SMTP_HOST")
+def _local_mail(stack: LocalStack) -> str:
+    mail = SmtpSink(save_dir=stack.home / "mail").start()
+    stack.on_stop(mail.stop)
+    stack.export(SIGNALBOX_SMTP_HOST=mail.host, SIGNALBOX_SMTP_PORT=str(mail.port))
+    stack.default(
+        SIGNALBOX_MAIL_FROM="signalbox@localhost", SIGNALBOX_MAIL_TO="oncall@signalbox.local"
+    )
+    return str(stack.home / "mail")

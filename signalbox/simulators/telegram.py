@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from signalbox.simulators.server import Faults, Request, Response, SimulatorServer
+from signalbox.stack import LocalStack, stand_in
 
 MESSAGE_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -703,3 +704,17 @@ def _telegram_shaped(response: Response) -> Response:
     except ValueError:
         description = "Error"
     return telegram_error(status, description)
+
+
+DEMO_TOKEN = "123456:signalbox-demo"  # the simulator's, not a real bot's
+DEMO_CHAT = "-1001000000001"  # the on-call group in the simulator
+
+
+@stand_in("Telegram simulator (on-call chat)", unless="TELEGRAM_BOT_TOKEN")
+def _local_telegram(stack: LocalStack) -> str:
+    chat = TelegramSimulator(token=DEMO_TOKEN).start()
+    stack.on_stop(chat.stop)
+    stack.export(
+        TELEGRAM_API_URL=chat.url, TELEGRAM_BOT_TOKEN=DEMO_TOKEN, TELEGRAM_CHAT_ID=DEMO_CHAT
+    )
+    return chat.page_url

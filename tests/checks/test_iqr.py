@@ -21,8 +21,6 @@ import pandas as pd
 import psycopg2.extras
 import pytest
 
-import signalbox.checks as applied
-from signalbox.assets.user_activity.generator import Anomaly, parse_anomalies
 from signalbox.checks.iqr import (
     BREACH,
     INSIDE,
@@ -34,6 +32,7 @@ from signalbox.checks.iqr import (
     IqrRule,
     clickhouse_iqr_sql,
     evaluate,
+    iqr_check_keys,
     iqr_checks,
     metadata_values,
     parse_rows,
@@ -41,8 +40,12 @@ from signalbox.checks.iqr import (
     run_iqr_query,
     series_from_metadata,
 )
+from signalbox.domains.mailbox import checks as mailbox_checks
+from signalbox.domains.user_activity import checks as activity_checks
+from signalbox.domains.user_activity import schedules as activity_schedules
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.warehouse import WarehouseResource
+from signalbox.simulators.user_activity import Anomaly, parse_anomalies
 
 BUCKET = timedelta(minutes=15)
 BASE = datetime(2024, 3, 10, tzinfo=UTC)
@@ -650,22 +653,23 @@ def test_rule_and_spec_validation():
 
 
 def test_applied_checks_names_and_keys_load_without_an_engine():
-    assert dg.AssetKey(["marts", "activity_metrics_15min"]) == applied.ACTIVITY_METRICS_15MIN
-    assert dg.AssetKey(["marts", "mailbox_emails_hourly"]) == applied.MAILBOX_EMAILS_HOURLY
-    keys = {(k.asset_key.to_user_string(), k.name) for k in applied.IQR_CHECK_KEYS}
+    applied = [*activity_checks.activity_iqr_checks, *mailbox_checks.mailbox_iqr_checks]
+    assert activity_checks.ACTIVITY_IQR.asset == dg.AssetKey(["marts", "activity_metrics_15min"])
+    assert mailbox_checks.MAILBOX_IQR.asset == dg.AssetKey(["marts", "mailbox_emails_hourly"])
+    keys = {(k.asset_key.to_user_string(), k.name) for k in iqr_check_keys(applied)}
     assert keys == {
         ("marts/activity_metrics_15min", f"iqr_{m}")
         for m in ("feed_active_users", "views", "likes", "ctr", "messenger_active_users")
         + ("messages_sent",)
     } | {("marts/mailbox_emails_hourly", "iqr_emails_received")}
     defs = dg.Definitions(
-        asset_checks=[*applied.activity_iqr_checks, *applied.mailbox_iqr_checks],
-        jobs=[applied.activity_iqr_job],
-        schedules=[applied.activity_iqr_schedule],
+        asset_checks=applied,
+        jobs=[activity_schedules.activity_iqr_job],
+        schedules=[activity_schedules.activity_iqr_schedule],
         resources={"clickhouse": ClickHouseResource(), "warehouse": WarehouseResource()},
     )
     assert defs.resolve_job_def("activity_iqr_checks") is not None
-    spec = applied.activity_iqr_checks[0].check_specs_by_output_name
+    spec = activity_checks.activity_iqr_checks[0].check_specs_by_output_name
     assert all(not s.blocking for s in spec.values())
 
 
@@ -739,9 +743,9 @@ def run_checks(spec: IqrCheckSpec, resources: dict) -> dict[str, dg.AssetCheckEv
 def test_activity_checks_on_chdb_flag_the_dropped_bucket_only(clickhouse):
     now = datetime(2024, 3, 14, 10, 7, tzinfo=UTC)
     create_activity_table(clickhouse, activity_rows(3, now, drop_at_latest=0.3))
-    spec = replace(applied.ACTIVITY_IQR, clock=lambda: now)
+    spec = replace(activity_checks.ACTIVITY_IQR, clock=lambda: now)
     evaluations = run_checks(spec, {"clickhouse": clickhouse})
-    assert set(evaluations) == {f"iqr_{m}" for m in applied.ACTIVITY_METRICS}
+    assert set(evaluations) == {f"iqr_{m}" for m in activity_checks.ACTIVITY_METRICS}
     failed = {name for name, e in evaluations.items() if not e.passed}
     assert failed == {"iqr_views", "iqr_likes"}
     views = metadata_values(evaluations["iqr_views"].metadata)
@@ -789,7 +793,7 @@ def test_mailbox_check_on_postgres_bands_each_mailbox(warehouse):
             " VALUES %s",
             rows,
         )
-    spec = replace(applied.MAILBOX_IQR, clock=lambda: now)
+    spec = replace(mailbox_checks.MAILBOX_IQR, clock=lambda: now)
     evaluation = run_checks(spec, {"warehouse": warehouse})["iqr_emails_received"]
     meta = metadata_values(evaluation.metadata)
     assert not evaluation.passed and meta["status"] == BREACH
@@ -822,7 +826,7 @@ def generated(signalbox_home: Path) -> Iterator[tuple[ClickHouseResource, list[A
     """The whole path on chDB, once per module: the demo's generated world (its default
     volume: 200,000 users, ~300,000 feed events and ~30,000 messages a day) with the demo
     anomalies, landed for three days, then the dbt model `activity_metrics_15min`."""
-    from signalbox.assets.user_activity.source import DEMO_ANOMALIES, GeneratedUserActions
+    from signalbox.simulators.user_activity import DEMO_ANOMALIES, GeneratedUserActions
 
     world = GeneratedUserActions()  # the demo's defaults, anomalies included
     assert world.anomalies == DEMO_ANOMALIES and world.feed_events_per_day == 300_000
@@ -860,7 +864,9 @@ def test_activity_checks_on_the_dbt_model_built_from_generated_actions(generated
     anomaly bucket closed: messages x4 and views at 30% in D-1's last bucket."""
     resource, anomalies = generated
     last = max(anomalies, key=lambda a: a.start)
-    spec = replace(applied.ACTIVITY_IQR, clock=lambda: last.start + BUCKET + timedelta(minutes=1))
+    spec = replace(
+        activity_checks.ACTIVITY_IQR, clock=lambda: last.start + BUCKET + timedelta(minutes=1)
+    )
     evaluations = run_checks(spec, {"clickhouse": resource})
     sent = metadata_values(evaluations["iqr_messages_sent"].metadata)
     assert not evaluations["iqr_messages_sent"].passed and sent["status"] == BREACH
@@ -893,7 +899,7 @@ def judge_every_bucket(resource, rule: IqrRule) -> dict[str, list[tuple[datetime
     run costs 0.1-0.3 s on chDB: 192 per rule would not fit this module's budget.)"""
     if rule in _verdicts:
         return _verdicts[rule]
-    spec = replace(applied.ACTIVITY_IQR, rule=rule)
+    spec = replace(activity_checks.ACTIVITY_IQR, rule=rule)
     end = JUDGED_FROM + JUDGED_BUCKETS * BUCKET
     days = timedelta(days=len(JUDGED_DAYS))
     series = run_iqr_query(replace(spec, history=days), resource, end + timedelta(minutes=1))
@@ -999,7 +1005,7 @@ def test_ninety_days_of_six_metrics_on_chdb(clickhouse, capsys):
     days at once, are shown beside it. Asserted loosely: test machines are shared."""
     now = datetime(2024, 6, 1, 0, 7, tzinfo=UTC)
     create_activity_table(clickhouse, activity_rows(90, now))
-    spec = replace(applied.ACTIVITY_IQR, clock=lambda: now)
+    spec = replace(activity_checks.ACTIVITY_IQR, clock=lambda: now)
     run_iqr_query(spec, clickhouse, now)  # the engine's first start in this process
 
     def best_of_three(work) -> float:

@@ -12,8 +12,8 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from signalbox.assets.mailbox.helpscout import HelpScoutResource
-from signalbox.assets.mailbox.raw import (
+from signalbox.domains.mailbox.helpscout import HelpScoutResource
+from signalbox.domains.mailbox.raw import (
     RAW_CONVERSATIONS,
     helpscout_conversations,
     helpscout_mailboxes,

@@ -24,6 +24,7 @@ from signalbox.checks.iqr import (
     IqrPoint,
     IqrRule,
     evaluate,
+    iqr_check_keys,
     iqr_checks,
     outcome_metadata,
 )
@@ -35,7 +36,6 @@ from signalbox.sensors.iqr_alerts import (
     Episode,
     build_iqr_alert_sensor,
     decide,
-    iqr_alert_sensor,
     notice_chart,
     read_latest,
     render_notice,
@@ -397,10 +397,15 @@ def test_one_tick_without_the_daemon(instance, chat):
     assert again.summary == "no new breach or recovery" and again.cursor == tick.cursor
 
 
-def test_the_module_sensor_watches_the_applied_checks(instance):
-    assert iqr_alert_sensor.name == "iqr_alert_sensor"
-    assert iqr_alert_sensor.minimum_interval_seconds == 60
-    assert iqr_alert_sensor.required_resource_keys == {"telegram"}
+def test_the_code_location_sensor_watches_every_domains_iqr_checks(instance):
+    from signalbox.definitions import defs
+
+    sensor = defs.resolve_sensor_def("iqr_alert_sensor")
+    assert sensor.minimum_interval_seconds == 60
+    assert sensor.required_resource_keys == {"telegram"}
+    watched = set(iqr_check_keys(defs.asset_checks or []))
+    in_graph = {k for k in defs.resolve_asset_graph().asset_check_keys if k.name.startswith("iqr_")}
+    assert watched == in_graph and len(watched) == 7  # six activity metrics, one mailbox
     assert read_latest(instance, CHECK_KEYS) == []
 
 

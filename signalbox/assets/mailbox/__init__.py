@@ -1,1 +1,0 @@
-"""Support mailbox (Help Scout): raw conversations -> dbt staging -> marts."""

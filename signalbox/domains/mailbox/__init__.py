@@ -1,0 +1,3 @@
+"""Support mailbox (Help Scout): raw conversations -> dbt staging -> marts, hourly."""
+
+GROUP = "mailbox"

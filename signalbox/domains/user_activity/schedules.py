@@ -1,0 +1,48 @@
+"""Every 15 minutes: land today's user actions so far and rebuild today's activity models;
+the IQR checks on the 15-minute metrics run in the same run, right after the models."""
+
+from datetime import UTC
+
+import dagster as dg
+
+from signalbox.domains.user_activity.checks import activity_iqr_checks
+from signalbox.domains.user_activity.raw import (
+    FEED_ACTIONS_KEY,
+    MESSAGE_ACTIONS_KEY,
+    USER_ACTIVITY_DAILY,
+)
+from signalbox.domains.user_activity.report import REPORT_KEY
+
+user_activity_job = dg.define_asset_job(
+    "user_activity",
+    selection=dg.AssetSelection.assets(FEED_ACTIONS_KEY, MESSAGE_ACTIONS_KEY).downstream()
+    - dg.AssetSelection.assets(REPORT_KEY),
+    partitions_def=USER_ACTIVITY_DAILY,
+    description="User actions of a day, the activity dbt models, and their checks.",
+)
+
+
+@dg.schedule(
+    job=user_activity_job,
+    cron_schedule="1-59/15 * * * *",  # a minute after each bucket closes
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def user_activity_every_15_minutes(context: dg.ScheduleEvaluationContext):
+    moment = context.scheduled_execution_time.astimezone(UTC)
+    today = moment.strftime("%Y-%m-%d")  # the UTC day partition being filled
+    return dg.RunRequest(run_key=f"{today}@{moment:%H:%M}", partition_key=today)
+
+
+# The 15-minute buckets close every quarter hour: judge the one that just closed (a minute
+# late, so the dbt run loading it has usually finished); checks only, no rebuild.
+activity_iqr_job = dg.define_asset_job(
+    "activity_iqr_checks",
+    selection=dg.AssetSelection.checks(*activity_iqr_checks),
+    description="Judge the latest complete 15-minute bucket of the activity metrics.",
+)
+activity_iqr_schedule = dg.ScheduleDefinition(
+    name="activity_iqr_checks_every_15_minutes",
+    job=activity_iqr_job,
+    cron_schedule="1-59/15 * * * *",
+)
