@@ -139,12 +139,21 @@ class RateLimiter:
     seconds apart; a caller that fell behind may catch up on `burst` slots (a token
     bucket), so the average stays at the headroomed budget and a sliding one-minute window
     on the server never overflows. `pause(seconds)` holds every request back, for 429's
-    Retry-After.
+    Retry-After. `clock` and `sleep` are injectable so tests need not wait.
     """
 
-    def __init__(self, per_minute: float | None = None, headroom: float = 0.97):
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        headroom: float = 0.97,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.per_minute = per_minute
         self.headroom = headroom
+        self._clock = clock
+        self._sleep = sleep
         self._next_at: float | None = None
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
@@ -165,7 +174,7 @@ class RateLimiter:
 
     def acquire(self) -> None:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if self._next_at is None:  # the bucket starts empty: no burst at start-up
                 self._next_at = now
             wait = max(0.0, self._next_at - now)
@@ -173,11 +182,11 @@ class RateLimiter:
             self._next_at = max(earliest, self._next_at) + self.interval
         if wait > 0:
             self.waited_seconds += wait
-            time.sleep(wait)
+            self._sleep(wait)
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            self._next_at = max(self._next_at or 0.0, time.monotonic() + seconds)
+            self._next_at = max(self._next_at or 0.0, self._clock() + seconds)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         limit = _header_number(headers, "X-RateLimit-Limit-Minute", "X-RateLimit-Limit")

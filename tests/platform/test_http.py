@@ -23,6 +23,26 @@ from signalbox.simulators.server import Faults, Response, SimulatorServer
 FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)
 
 
+class FakeClock:
+    """Monotonic time that moves only when slept on: pacing and backoff without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture
 def server():
     sim = SimulatorServer()
@@ -131,12 +151,12 @@ def test_pacing_follows_the_servers_rate_limit_header(server):
     assert time.monotonic() - started >= 0.5
 
 
-def test_rate_limiter_spaces_calls_evenly():
-    limiter = RateLimiter(per_minute=1200, headroom=1.0)
-    started = time.monotonic()
+def test_rate_limiter_spaces_calls_evenly(clock):
+    limiter = RateLimiter(per_minute=1200, headroom=1.0, clock=clock, sleep=clock.sleep)
     for _ in range(5):
         limiter.acquire()
-    assert 0.19 <= time.monotonic() - started < 0.5
+    assert clock.sleeps == pytest.approx([0.05] * 4)
+    assert limiter.waited_seconds == pytest.approx(0.2)
 
 
 def test_401_refreshes_credentials_once(server):
@@ -179,16 +199,15 @@ def test_faults_error_rate_is_seeded():
     assert [a._rng.random() for _ in range(5)] == [b._rng.random() for _ in range(5)]
 
 
-def test_rate_limiter_catches_up_at_most_its_burst_after_a_stall():
+def test_rate_limiter_catches_up_at_most_its_burst_after_a_stall(clock):
     assert RateLimiter(per_minute=6000, headroom=0.95).burst == pytest.approx(300)
-    slow = RateLimiter(per_minute=1200, headroom=0.9)  # 0.0556 s apart, burst 120 slots
+    slow = RateLimiter(per_minute=1200, headroom=0.9, clock=clock, sleep=clock.sleep)
+    interval = 60 / (1200 * 0.9)  # 0.0556 s apart, burst 120 slots
     slow.acquire()
-    time.sleep(0.3)  # a stall of ~5 slots: they may be caught up on at once
-    started = time.monotonic()
+    clock.now += 0.3  # a stall of ~5 slots: they may be caught up on at once
     for _ in range(5):
         slow.acquire()
-    assert time.monotonic() - started < 0.05
-    started = time.monotonic()
+    assert clock.sleeps == []
     for _ in range(3):  # then the pace resumes
         slow.acquire()
-    assert time.monotonic() - started >= 0.1
+    assert clock.sleeps == pytest.approx([6 * interval - 0.3, interval, interval])
