@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import dagster as dg
 import requests
 from pydantic import Field
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +211,7 @@ def _header_number(headers: Mapping[str, str], *names: str) -> float | None:
     return None
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
+def retry_after_seconds(response: HttpResponse) -> float | None:
     """Seconds to wait from `Retry-After` / `X-RateLimit-Retry-After` (seconds or HTTP date)."""
     for name in ("X-RateLimit-Retry-After", "Retry-After"):
         value = response.headers.get(name)
@@ -250,10 +252,35 @@ class HttpStats:
     statuses: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HttpResponse:
+    """An answer read whole, under the client's size cap."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", CaseInsensitiveDict(self.headers))
+
+    @property
+    def text(self) -> str:
+        encoding = get_encoding_from_headers(self.headers) or "utf-8"
+        try:
+            return self.content.decode(encoding, "replace")
+        except LookupError:  # an unknown charset in Content-Type
+            return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 @dataclass
 class JsonResponse:
     body: Any
-    response: requests.Response
+    response: HttpResponse
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -285,7 +312,7 @@ class HttpClient:
         auth: AuthProvider | None = None,
         secrets: Iterable[str] = (),
         max_response_bytes: int = 50 * 1024 * 1024,
-        retry_after: Callable[[requests.Response], float | None] = retry_after_seconds,
+        retry_after: Callable[[HttpResponse], float | None] = retry_after_seconds,
         headers: Mapping[str, str] | None = None,
         logger: logging.Logger | Any | None = None,
         seed: int | None = None,
@@ -330,7 +357,7 @@ class HttpClient:
         for attempt in range(self.retry.max_attempts):
             response = self.request(method, path, **kwargs)
             try:
-                return JsonResponse(json.loads(response.content), response)
+                return JsonResponse(response.json(), response)
             except ValueError as exc:
                 last_error = self._error(
                     ApiResponseError,
@@ -358,7 +385,7 @@ class HttpClient:
         files: Any = None,
         headers: Mapping[str, str] | None = None,
         authenticate: bool = True,
-    ) -> requests.Response:
+    ) -> HttpResponse:
         """One logical request: returns a 2xx response or raises an ApiError subclass."""
         auth = self.auth if authenticate else None
         url = self.url(path)
@@ -385,7 +412,7 @@ class HttpClient:
                     timeout=self.timeout,
                     stream=True,
                 )
-                self._read_body(response, method, shown, attempts)
+                response = self._read_body(response, method, shown, attempts)
             except requests.Timeout as exc:
                 self._retry_or_raise(ApiTimeoutError, method, shown, exc, attempts)
                 continue
@@ -442,7 +469,9 @@ class HttpClient:
         secrets = [*self._secrets, *(self.auth.secrets() if self.auth else [])]
         return redact_url(url, secrets)
 
-    def _read_body(self, response: requests.Response, method: str, shown: str, attempts: int):
+    def _read_body(
+        self, response: requests.Response, method: str, shown: str, attempts: int
+    ) -> HttpResponse:
         """Read the streamed body, refusing anything larger than max_response_bytes."""
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
@@ -469,8 +498,14 @@ class HttpClient:
                     attempts,
                 )
             chunks.append(chunk)
-        response._content = b"".join(chunks)
         self.stats.bytes_received += size
+        return HttpResponse(
+            response.status_code,
+            response.headers,
+            b"".join(chunks),
+            response.url,
+            response.reason or "",
+        )
 
     def _retry_or_raise(self, kind: type[ApiError], method: str, shown: str, exc, attempts: int):
         if attempts >= self.retry.max_attempts:
@@ -483,7 +518,7 @@ class HttpClient:
         )
         time.sleep(wait)
 
-    def _error_detail(self, response: requests.Response) -> str:
+    def _error_detail(self, response: HttpResponse) -> str:
         text = response.text[:300] if response.content else response.reason or ""
         return self.redact(text.strip().replace("\n", " "))
 

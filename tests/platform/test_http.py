@@ -141,6 +141,15 @@ def test_oversized_response_is_refused(server):
         http.get_json("/big")
 
 
+def test_response_is_our_own_frozen_copy(server):
+    http = client(server)
+    response = http.request("GET", "/ok", params={"apikey": "k3y-value"})
+    assert response.status_code == 200 and response.json() == {"ok": True, "q": "k3y-value"}
+    assert response.headers["content-type"] == response.headers["Content-Type"]
+    assert response.text == response.content.decode() and "apikey=k3y-value" in response.url
+    assert http.stats.bytes_received == len(response.content)
+
+
 def test_pacing_follows_the_servers_rate_limit_header(server):
     http = client(server)
     http.get_json("/paced")  # learns 600/min -> ~0.1 s apart
