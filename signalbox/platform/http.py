@@ -433,25 +433,24 @@ class HttpClient:
             try:
                 self.stats.requests += 1
                 response = self._send(call, request_headers, shown)
-            except requests.Timeout as exc:
-                raise _Retry(self._failure(ApiTimeoutError, call, shown, exc)) from None
-            except requests.ConnectionError as exc:
-                raise _Retry(self._failure(ApiConnectionError, call, shown, exc)) from None
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                kind = ApiTimeoutError if isinstance(exc, requests.Timeout) else ApiConnectionError
+                raise _Retry(self._fail(call, kind, shown, type(exc).__name__)) from None
 
             status = response.status_code
             self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
             self.rate_limiter.observe(response.headers)
             if status < 400:
                 break
+            if status == 429:
+                self._wait_out_rate_limit(call, shown, response)
+                continue
+            error = self._fail(call, ApiHttpError, shown, self._error_detail(response), status)
             if status == 401 and call.auth and not call.reauthed:
                 call.reauthed = True
                 call.auth.invalidate()
                 self.log.info(f"{self.source}: 401 on {shown}; fetching fresh credentials")
-                raise _Retry(self._http_error(call, shown, response), reauth=True)
-            if status == 429:
-                self._wait_out_rate_limit(call, shown, response)
-                continue
-            error = self._http_error(call, shown, response)
+                raise _Retry(error, reauth=True)
             if status in RETRYABLE_STATUSES:
                 raise _Retry(error, self.retry_after(response))
             raise error
@@ -460,17 +459,10 @@ class HttpClient:
         try:
             return JsonResponse(response.json(), response)
         except ValueError as exc:
-            raise _Retry(
-                self._error(
-                    ApiResponseError,
-                    call.method,
-                    self._shown_url(response.url, None),
-                    # no excerpt of the body: it may hold a credential (token endpoints)
-                    f"malformed JSON ({exc}) in a {len(response.content)}-byte body",
-                    status,
-                    call.attempts,
-                )
-            ) from None
+            # no excerpt of the body: it may hold a credential (token endpoints)
+            message = f"malformed JSON ({exc}) in a {len(response.content)}-byte body"
+            shown = self._shown_url(response.url, None)
+            raise _Retry(self._fail(call, ApiResponseError, shown, message, status)) from None
 
     def _send(self, call: _Call, headers: dict[str, str], shown: str) -> HttpResponse:
         """Send and read the streamed body, refusing anything over max_response_bytes."""
@@ -483,14 +475,17 @@ class HttpClient:
             stream=True,
             **call.send,
         ) as response:
+            cap, status = self.max_response_bytes, response.status_code
             declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
-                raise self._too_large(call, shown, response, f"of {int(declared)} bytes ")
+            if declared and declared.isdigit() and int(declared) > cap:
+                message = f"response of {int(declared)} bytes exceeds the {cap} cap"
+                raise self._fail(call, ApiResponseError, shown, message, status)
             chunks, size = [], 0
             for chunk in response.iter_content(chunk_size=65536):
                 size += len(chunk)
-                if size > self.max_response_bytes:
-                    raise self._too_large(call, shown, response, "")
+                if size > cap:
+                    message = f"response exceeds the {cap}-byte cap"
+                    raise self._fail(call, ApiResponseError, shown, message, status)
                 chunks.append(chunk)
         self.stats.bytes_received += size
         return HttpResponse(
@@ -501,19 +496,11 @@ class HttpClient:
             response.reason or "",
         )
 
-    def _too_large(self, call: _Call, shown: str, response, size: str) -> ApiError:
-        cap = self.max_response_bytes
-        message = f"response {size}exceeds the {cap}-byte cap"
-        return self._error(
-            ApiResponseError, call.method, shown, message, response.status_code, call.attempts
-        )
-
     def _wait_out_rate_limit(self, call: _Call, shown: str, response: HttpResponse) -> None:
         self.stats.rate_limited += 1
         call.rate_waits += 1
         if call.rate_waits > self.retry.max_rate_limit_waits:
-            message = "rate limited too often"
-            raise self._error(ApiHttpError, call.method, shown, message, 429, call.attempts)
+            raise self._fail(call, ApiHttpError, shown, "rate limited too often", 429)
         wait = self.retry_after(response)
         if wait is None:
             cap = min(self.retry.backoff_max, self.retry.backoff_base * 2**call.rate_waits)
@@ -553,14 +540,10 @@ class HttpClient:
         secrets = [*self._secrets, *(self.auth.secrets() if self.auth else [])]
         return redact_url(url, secrets)
 
-    def _failure(self, kind: type[ApiError], call: _Call, shown: str, exc: Exception) -> ApiError:
-        return self._error(kind, call.method, shown, type(exc).__name__, None, call.attempts)
-
-    def _http_error(self, call: _Call, shown: str, response: HttpResponse) -> ApiError:
-        detail = self._error_detail(response)
-        return self._error(
-            ApiHttpError, call.method, shown, detail, response.status_code, call.attempts
-        )
+    def _fail(
+        self, call: _Call, kind: type[ApiError], shown: str, message: str, status: int | None = None
+    ) -> ApiError:
+        return self._error(kind, call.method, shown, message, status, call.attempts)
 
     def _error_detail(self, response: HttpResponse) -> str:
         text = response.text[:300] if response.content else response.reason or ""
