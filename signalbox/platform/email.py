@@ -15,10 +15,8 @@ import base64
 import logging
 import mimetypes
 import os
-import random
 import smtplib
 import ssl
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -27,6 +25,14 @@ from typing import Any
 
 import dagster as dg
 from pydantic import Field
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random_exponential,
+)
 
 from signalbox.platform.settings import env_flag
 
@@ -189,49 +195,61 @@ class EmailResource(dg.ConfigurableResource):
         )
         pending = list(recipients)
         delivered: list[str] = []
-        refused: dict[str, tuple[int, str]] = {}
-        rng = random.Random()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                refused = self._deliver(message, pending)
-            except EmailError as exc:
-                exc.attempts = attempt
-                exc.delivered = delivered
-                if not exc.transient or attempt >= self.max_attempts:
-                    raise self._final(exc, attempt) from None
-                self._wait(exc, attempt, rng)
-                continue
-            delivered += [r for r in pending if r not in refused]
-            transient = {r: v for r, v in refused.items() if 400 <= v[0] < 500}
-            permanent = {r: v for r, v in refused.items() if r not in transient}
-            shown = self._redact("; ".join(f"{r}: {c} {m}" for r, (c, m) in refused.items()))
-            if permanent or (transient and attempt >= self.max_attempts):
-                raise EmailError(
-                    f"SMTP {self.server}: recipients refused ({shown}); delivered to "
-                    f"{len(delivered)} of {len(recipients)} ({_attempts(attempt)})",
-                    server=self.server,
-                    code=next(iter((permanent or transient).values()))[0],
-                    attempts=attempt,
-                    refused=refused,
-                    delivered=delivered,
-                )
-            if not transient:
-                break
-            pending = list(transient)  # retry only the recipients deferred with 4xx
-            deferred = EmailError(f"SMTP {self.server}: recipients deferred ({shown})", server="")
-            self._wait(deferred, attempt, rng)
+        # 50-100% of min(max, base * 2**(n-1)) after try n: a busy server gets a real pause
+        half = {"multiplier": self.backoff_base_seconds / 2, "max": self.backoff_max_seconds / 2}
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, EmailError) and exc.transient),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential(**half) + wait_random_exponential(**half),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                tries = attempt.retry_state.attempt_number
+                self._try_once(message, pending, delivered, tries, len(recipients))
         log.info(
             "email: sent %r to %d recipient(s) via %s (%d attempt(s))",
             subject,
             len(delivered),
             self.server,
-            attempt,
+            tries,
         )
-        return SentMail(str(message["Message-ID"]), delivered, attempt)
+        return SentMail(str(message["Message-ID"]), delivered, tries)
 
     # -- internals
+
+    def _try_once(
+        self,
+        message: EmailMessage,
+        pending: list[str],
+        delivered: list[str],
+        attempt: int,
+        total: int,
+    ) -> None:
+        """One SMTP session to `pending`, adding to `delivered`. Refused recipients raise
+        EmailError, transient (retried, `pending` narrowed to them) if all got a 4xx."""
+        try:
+            refused = self._deliver(message, pending)
+        except EmailError as exc:
+            exc.attempts, exc.delivered = attempt, delivered
+            raise self._final(exc, attempt) from None
+        delivered.extend(r for r in pending if r not in refused)
+        if not refused:
+            return
+        transient = {r: v for r, v in refused.items() if 400 <= v[0] < 500}
+        permanent = {r: v for r, v in refused.items() if r not in transient}
+        shown = self._redact("; ".join(f"{r}: {c} {m}" for r, (c, m) in refused.items()))
+        pending[:] = transient
+        raise EmailError(
+            f"SMTP {self.server}: recipients refused ({shown}); delivered to "
+            f"{len(delivered)} of {total} ({_attempts(attempt)})",
+            server=self.server,
+            code=next(iter((permanent or transient).values()))[0],
+            attempts=attempt,
+            refused=refused,
+            delivered=delivered,
+        )
 
     def _deliver(self, message: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, str]]:
         """One SMTP session; the refused recipients (if some were accepted)."""
@@ -293,17 +311,13 @@ class EmailResource(dg.ConfigurableResource):
             raise
         return smtp
 
-    def _wait(self, exc: EmailError, attempt: int, rng: random.Random) -> None:
-        delay = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
-        delay *= 0.5 + rng.random() / 2  # jitter: 50-100% of the step
+    def _log_retry(self, state: RetryCallState) -> None:
         log.warning(
-            "email: attempt %d/%d failed (%s); retrying in %.1fs",
-            attempt,
+            "email: %s; retrying in %.1fs (%d attempts at most)",
+            state.outcome.exception(),
+            state.next_action.sleep,
             self.max_attempts,
-            exc,
-            delay,
         )
-        time.sleep(delay)
 
     def _final(self, exc: EmailError, attempt: int) -> EmailError:
         return EmailError(

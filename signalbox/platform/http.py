@@ -1,10 +1,9 @@
 """The one HTTP client every API source uses.
 
-It owns what every external call needs: connect/read timeouts, retries with exponential
-backoff and full jitter on timeouts, connection errors and 5xx, a client-side pacer that
-keeps under the server's per-minute budget (learned from its rate-limit headers) and
-waits out `Retry-After` on 429, a cap on response size, and errors that name the source,
-the URL (secrets redacted) and the status.
+Timeouts; retries with full-jitter backoff (tenacity) on timeouts, connection errors, 5xx
+and malformed JSON; a client-side pacer that follows the server's rate-limit headers and
+waits out 429s; a response-size cap; errors that name the source, the redacted URL and
+the status.
 """
 
 from __future__ import annotations
@@ -24,6 +23,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import dagster as dg
 import requests
 from pydantic import Field
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +141,21 @@ class RateLimiter:
     seconds apart; a caller that fell behind may catch up on `burst` slots (a token
     bucket), so the average stays at the headroomed budget and a sliding one-minute window
     on the server never overflows. `pause(seconds)` holds every request back, for 429's
-    Retry-After.
+    Retry-After. `clock` and `sleep` are injectable so tests need not wait.
     """
 
-    def __init__(self, per_minute: float | None = None, headroom: float = 0.97):
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        headroom: float = 0.97,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.per_minute = per_minute
         self.headroom = headroom
+        self._clock = clock
+        self._sleep = sleep
         self._next_at: float | None = None
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
@@ -165,7 +176,7 @@ class RateLimiter:
 
     def acquire(self) -> None:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if self._next_at is None:  # the bucket starts empty: no burst at start-up
                 self._next_at = now
             wait = max(0.0, self._next_at - now)
@@ -173,11 +184,11 @@ class RateLimiter:
             self._next_at = max(earliest, self._next_at) + self.interval
         if wait > 0:
             self.waited_seconds += wait
-            time.sleep(wait)
+            self._sleep(wait)
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            self._next_at = max(self._next_at or 0.0, time.monotonic() + seconds)
+            self._next_at = max(self._next_at or 0.0, self._clock() + seconds)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         limit = _header_number(headers, "X-RateLimit-Limit-Minute", "X-RateLimit-Limit")
@@ -200,7 +211,7 @@ def _header_number(headers: Mapping[str, str], *names: str) -> float | None:
     return None
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
+def retry_after_seconds(response: HttpResponse) -> float | None:
     """Seconds to wait from `Retry-After` / `X-RateLimit-Retry-After` (seconds or HTTP date)."""
     for name in ("X-RateLimit-Retry-After", "Retry-After"):
         value = response.headers.get(name)
@@ -220,16 +231,20 @@ def retry_after_seconds(response: requests.Response) -> float | None:
 
 @dataclass
 class RetryPolicy:
-    """Exponential backoff with full jitter: sleep U(0, min(cap, base * 2**attempt))."""
+    """Tries per request on transient faults, and the full-jitter waits between them:
+    U(0, min(backoff_max, backoff_base * 2**n)) after failed try n."""
 
     max_attempts: int = 6
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_rate_limit_waits: int = 20
     max_retry_after: float = 120.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+    def backoff(self, state: RetryCallState) -> float:
+        # tenacity's window after try n is multiplier * 2**(n-1), hence 2 * base
+        jitter = wait_random_exponential(multiplier=2 * self.backoff_base, max=self.backoff_max)
+        return jitter(state)
 
 
 @dataclass
@@ -241,10 +256,35 @@ class HttpStats:
     statuses: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HttpResponse:
+    """An answer read whole, under the client's size cap."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", CaseInsensitiveDict(self.headers))
+
+    @property
+    def text(self) -> str:
+        encoding = get_encoding_from_headers(self.headers) or "utf-8"
+        try:
+            return self.content.decode(encoding, "replace")
+        except LookupError:  # an unknown charset in Content-Type
+            return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 @dataclass
 class JsonResponse:
     body: Any
-    response: requests.Response
+    response: HttpResponse
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -264,6 +304,31 @@ class AuthProvider:
         return []
 
 
+class _Retry(Exception):
+    """A failed try worth another; `error` is raised if none is left."""
+
+    def __init__(self, error: ApiError, retry_after: float | None = None, reauth: bool = False):
+        self.error = error
+        self.retry_after = retry_after  # the server's hint, a floor for the backoff
+        self.reauth = reauth  # a 401 with fresh credentials next: no wait, always allowed
+
+
+@dataclass
+class _Call:
+    """One logical request, across its tries."""
+
+    method: str
+    url: str
+    params: Mapping[str, Any] | None
+    send: dict[str, Any]
+    headers: Mapping[str, str] | None
+    auth: AuthProvider | None
+    as_json: bool
+    attempts: int = 0
+    rate_waits: int = 0
+    reauthed: bool = False
+
+
 class HttpClient:
     def __init__(
         self,
@@ -276,10 +341,9 @@ class HttpClient:
         auth: AuthProvider | None = None,
         secrets: Iterable[str] = (),
         max_response_bytes: int = 50 * 1024 * 1024,
-        retry_after: Callable[[requests.Response], float | None] = retry_after_seconds,
+        retry_after: Callable[[HttpResponse], float | None] = retry_after_seconds,
         headers: Mapping[str, str] | None = None,
         logger: logging.Logger | Any | None = None,
-        seed: int | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.source = source
@@ -293,7 +357,6 @@ class HttpClient:
         self.retry_after = retry_after
         self.log = logger or log
         self.stats = HttpStats()
-        self._rng = random.Random(seed)
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": "signalbox/0.1", **(headers or {})})
 
@@ -312,120 +375,164 @@ class HttpClient:
         return self.fetch_json("GET", path, params=params).body
 
     def fetch_json(self, method: str, path: str, **kwargs: Any) -> JsonResponse:
-        """Send, retrying transient failures, and decode a JSON body.
+        """Like `request`, and decode a JSON body. A malformed body is retried like a
+        transient fault (a cut connection truncates pages), then raises ApiResponseError."""
+        return self._run(method, path, as_json=True, **kwargs)
 
-        A body that is not valid JSON is retried like a transient fault (a cut
-        connection truncates pages) and, if it persists, raises ApiResponseError.
-        """
-        last_error: ApiResponseError | None = None
-        for attempt in range(self.retry.max_attempts):
-            response = self.request(method, path, **kwargs)
-            try:
-                return JsonResponse(json.loads(response.content), response)
-            except ValueError as exc:
-                last_error = self._error(
-                    ApiResponseError,
-                    method,
-                    self._shown_url(response.url, None),
-                    # no excerpt of the body: it may hold a credential (token endpoints)
-                    f"malformed JSON ({exc}) in a {len(response.content)}-byte body",
-                    response.status_code,
-                    attempt + 1,
-                )
-                self.stats.retries += 1
-                self.log.warning(f"{last_error}; retrying")
-                time.sleep(self.retry.backoff(attempt, self._rng))
-        assert last_error is not None
-        raise last_error
+    def request(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
+        """One logical request (keywords: params, data, json_body, files, headers,
+        authenticate): returns a 2xx response or raises an ApiError subclass."""
+        return self._run(method, path, as_json=False, **kwargs)
 
-    def request(
+    # -- internals
+
+    def _run(
         self,
         method: str,
         path: str,
         *,
+        as_json: bool,
         params: Mapping[str, Any] | None = None,
         data: Any = None,
         json_body: Any = None,
         files: Any = None,
         headers: Mapping[str, str] | None = None,
         authenticate: bool = True,
-    ) -> requests.Response:
-        """One logical request: returns a 2xx response or raises an ApiError subclass."""
-        auth = self.auth if authenticate else None
-        url = self.url(path)
-        attempts = 0
-        rate_waits = 0
-        auth_retried = False
+    ) -> Any:
+        call = _Call(
+            method=method,
+            url=self.url(path),
+            params=params,
+            send={"data": data, "json": json_body, "files": files},
+            headers=headers,
+            auth=self.auth if authenticate else None,
+            as_json=as_json,
+        )
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=self._stop,
+            wait=self._wait,
+            before_sleep=self._before_retry,
+            sleep=self.retry.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, call)
+        except _Retry as failure:
+            raise failure.error from None
+
+    def _attempt(self, call: _Call) -> HttpResponse | JsonResponse:
+        """One try; 429s are waited out here (through the pacer) and do not count as tries."""
+        call.attempts += 1
         while True:
-            attempts += 1
             self.rate_limiter.acquire()
-            request_headers = dict(headers or {})
-            if auth:
-                request_headers.update(auth.headers(self))
-            shown = self._shown_url(url, params)
+            request_headers = dict(call.headers or {})
+            if call.auth:
+                request_headers.update(call.auth.headers(self))
+            shown = self._shown_url(call.url, call.params)
             try:
                 self.stats.requests += 1
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    data=data,
-                    json=json_body,
-                    files=files,
-                    headers=request_headers,
-                    timeout=self.timeout,
-                    stream=True,
-                )
-                self._read_body(response, method, shown, attempts)
-            except requests.Timeout as exc:
-                self._retry_or_raise(ApiTimeoutError, method, shown, exc, attempts)
-                continue
-            except requests.ConnectionError as exc:
-                self._retry_or_raise(ApiConnectionError, method, shown, exc, attempts)
-                continue
+                response = self._send(call, request_headers, shown)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                kind = ApiTimeoutError if isinstance(exc, requests.Timeout) else ApiConnectionError
+                raise _Retry(self._fail(call, kind, shown, type(exc).__name__)) from None
 
             status = response.status_code
             self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
             self.rate_limiter.observe(response.headers)
             if status < 400:
-                return response
-            if status == 401 and auth and not auth_retried:
-                auth_retried = True
-                auth.invalidate()
-                self.log.info(f"{self.source}: 401 on {shown}; fetching fresh credentials")
-                continue
+                break
             if status == 429:
-                self.stats.rate_limited += 1
-                rate_waits += 1
-                wait = self.retry_after(response)
-                if wait is None:
-                    wait = self.retry.backoff(rate_waits, self._rng) + 1.0
-                if rate_waits > self.retry.max_rate_limit_waits:
-                    raise self._error(
-                        ApiHttpError, method, shown, "rate limited too often", 429, attempts
-                    )
-                wait = min(wait, self.retry.max_retry_after)
-                self.log.warning(f"{self.source}: 429 on {shown}; waiting {wait:.1f}s")
-                self.rate_limiter.pause(wait)
-                attempts -= 1  # waiting out a rate limit is not a failed attempt
+                self._wait_out_rate_limit(call, shown, response)
                 continue
-            if status in RETRYABLE_STATUSES and attempts < self.retry.max_attempts:
-                wait = self.retry.backoff(attempts, self._rng)
-                hinted = self.retry_after(response)
-                if hinted is not None:
-                    wait = max(wait, min(hinted, self.retry.max_retry_after))
-                self.stats.retries += 1
-                self.log.warning(
-                    f"{self.source}: HTTP {status} on {shown} (attempt {attempts}); "
-                    f"retrying in {wait:.1f}s"
-                )
-                time.sleep(wait)
-                continue
-            raise self._error(
-                ApiHttpError, method, shown, self._error_detail(response), status, attempts
-            )
+            error = self._fail(call, ApiHttpError, shown, self._error_detail(response), status)
+            if status == 401 and call.auth and not call.reauthed:
+                call.reauthed = True
+                call.auth.invalidate()
+                self.log.info(f"{self.source}: 401 on {shown}; fetching fresh credentials")
+                raise _Retry(error, reauth=True)
+            if status in RETRYABLE_STATUSES:
+                raise _Retry(error, self.retry_after(response))
+            raise error
+        if not call.as_json:
+            return response
+        try:
+            return JsonResponse(response.json(), response)
+        except ValueError as exc:
+            # no excerpt of the body: it may hold a credential (token endpoints)
+            message = f"malformed JSON ({exc}) in a {len(response.content)}-byte body"
+            shown = self._shown_url(response.url, None)
+            raise _Retry(self._fail(call, ApiResponseError, shown, message, status)) from None
 
-    # -- internals
+    def _send(self, call: _Call, headers: dict[str, str], shown: str) -> HttpResponse:
+        """Send and read the streamed body, refusing anything over max_response_bytes."""
+        with self.session.request(
+            call.method,
+            call.url,
+            params=call.params,
+            headers=headers,
+            timeout=self.timeout,
+            stream=True,
+            **call.send,
+        ) as response:
+            cap, status = self.max_response_bytes, response.status_code
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > cap:
+                message = f"response of {int(declared)} bytes exceeds the {cap} cap"
+                raise self._fail(call, ApiResponseError, shown, message, status)
+            chunks, size = [], 0
+            for chunk in response.iter_content(chunk_size=65536):
+                size += len(chunk)
+                if size > cap:
+                    message = f"response exceeds the {cap}-byte cap"
+                    raise self._fail(call, ApiResponseError, shown, message, status)
+                chunks.append(chunk)
+        self.stats.bytes_received += size
+        return HttpResponse(
+            response.status_code,
+            response.headers,
+            b"".join(chunks),
+            response.url,
+            response.reason or "",
+        )
+
+    def _wait_out_rate_limit(self, call: _Call, shown: str, response: HttpResponse) -> None:
+        self.stats.rate_limited += 1
+        call.rate_waits += 1
+        if call.rate_waits > self.retry.max_rate_limit_waits:
+            raise self._fail(call, ApiHttpError, shown, "rate limited too often", 429)
+        wait = self.retry_after(response)
+        if wait is None:
+            cap = min(self.retry.backoff_max, self.retry.backoff_base * 2**call.rate_waits)
+            wait = random.uniform(0, cap) + 1.0
+        wait = min(wait, self.retry.max_retry_after)
+        self.log.warning(f"{self.source}: 429 on {shown}; waiting {wait:.1f}s")
+        self.rate_limiter.pause(wait)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        failure = state.outcome.exception()
+        return state.attempt_number >= self.retry.max_attempts and not failure.reauth
+
+    def _wait(self, state: RetryCallState) -> float:
+        failure = state.outcome.exception()
+        if failure.reauth:
+            return 0.0
+        wait = self.retry.backoff(state)
+        if failure.retry_after is not None:
+            wait = max(wait, min(failure.retry_after, self.retry.max_retry_after))
+        return wait
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception()
+        if failure.reauth:
+            return
+        error = failure.error
+        what = f"HTTP {error.status}" if isinstance(error, ApiHttpError) else error.message
+        self.stats.retries += 1
+        self.log.warning(
+            f"{self.source}: {what} on {error.url} (attempt {error.attempts}); "
+            f"retrying in {state.next_action.sleep:.1f}s"
+        )
 
     def _shown_url(self, url: str, params: Mapping[str, Any] | None) -> str:
         if params:
@@ -433,48 +540,12 @@ class HttpClient:
         secrets = [*self._secrets, *(self.auth.secrets() if self.auth else [])]
         return redact_url(url, secrets)
 
-    def _read_body(self, response: requests.Response, method: str, shown: str, attempts: int):
-        """Read the streamed body, refusing anything larger than max_response_bytes."""
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
-            response.close()
-            raise self._error(
-                ApiResponseError,
-                method,
-                shown,
-                f"response of {int(declared)} bytes exceeds the {self.max_response_bytes} cap",
-                response.status_code,
-                attempts,
-            )
-        chunks, size = [], 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                response.close()
-                raise self._error(
-                    ApiResponseError,
-                    method,
-                    shown,
-                    f"response exceeds the {self.max_response_bytes}-byte cap",
-                    response.status_code,
-                    attempts,
-                )
-            chunks.append(chunk)
-        response._content = b"".join(chunks)
-        self.stats.bytes_received += size
+    def _fail(
+        self, call: _Call, kind: type[ApiError], shown: str, message: str, status: int | None = None
+    ) -> ApiError:
+        return self._error(kind, call.method, shown, message, status, call.attempts)
 
-    def _retry_or_raise(self, kind: type[ApiError], method: str, shown: str, exc, attempts: int):
-        if attempts >= self.retry.max_attempts:
-            raise self._error(kind, method, shown, type(exc).__name__, None, attempts) from None
-        wait = self.retry.backoff(attempts, self._rng)
-        self.stats.retries += 1
-        self.log.warning(
-            f"{self.source}: {type(exc).__name__} on {shown} (attempt {attempts}); "
-            f"retrying in {wait:.1f}s"
-        )
-        time.sleep(wait)
-
-    def _error_detail(self, response: requests.Response) -> str:
+    def _error_detail(self, response: HttpResponse) -> str:
         text = response.text[:300] if response.content else response.reason or ""
         return self.redact(text.strip().replace("\n", " "))
 

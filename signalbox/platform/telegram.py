@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
-import requests
 from pydantic import Field, PrivateAttr
 
 from signalbox.platform.http import (
@@ -34,6 +33,7 @@ from signalbox.platform.http import (
     ApiResponseError,
     HttpApiResource,
     HttpClient,
+    HttpResponse,
     RateLimiter,
     redact_text,
     redact_url,
@@ -205,7 +205,7 @@ class TelegramApiError(ApiHttpError):
         return self.status
 
 
-def telegram_retry_after(response: requests.Response) -> float | None:
+def telegram_retry_after(response: HttpResponse) -> float | None:
     """Seconds to wait on 429: the body's `parameters.retry_after`, else Retry-After."""
     try:
         parameters = json.loads(response.content).get("parameters") or {}
@@ -220,7 +220,7 @@ def telegram_retry_after(response: requests.Response) -> float | None:
 class _TelegramHttp(HttpClient):
     """The shared client, with Telegram's error bodies turned into their description."""
 
-    def _error_detail(self, response: requests.Response) -> str:
+    def _error_detail(self, response: HttpResponse) -> str:
         try:
             body = json.loads(response.content)
             description = str(body["description"])

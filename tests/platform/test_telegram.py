@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 import requests
 
+from signalbox.platform.http import HttpResponse
 from signalbox.platform.telegram import (
     TelegramApiError,
     TelegramResource,
@@ -124,11 +125,8 @@ def test_truncate_html_ends_with_an_ellipsis_inside_the_limit():
 
 
 def test_retry_after_reads_the_body_then_the_header():
-    def response(body: bytes, headers: dict[str, str]) -> requests.Response:
-        made = requests.Response()
-        made._content, made.status_code = body, 429
-        made.headers.update(headers)
-        return made
+    def response(body: bytes, headers: dict[str, str]) -> HttpResponse:
+        return HttpResponse(429, headers, body)
 
     body = b'{"ok":false,"error_code":429,"parameters":{"retry_after":7}}'
     assert telegram_retry_after(response(body, {"Retry-After": "3"})) == 7
