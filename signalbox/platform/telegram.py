@@ -126,12 +126,11 @@ def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
             _apply_tag(stack, atom)
             width += atom.width
             i += 1
-        if i == len(atoms):
-            parts.append(_render(carried, atoms[start:], stack))
-            break
+        if i == len(atoms):  # the rest fits
+            end, open_tags, next_start = i, stack, i
         # a line break, unless it comes so early that the part would be mostly empty;
         # the break character itself is dropped
-        if line_cut and (line_cut[2] >= limit // 2 or not space_cut):
+        elif line_cut and (line_cut[2] >= limit // 2 or not space_cut):
             end, open_tags, _ = line_cut
             next_start = end + 1
         elif space_cut:
@@ -139,10 +138,11 @@ def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
             next_start = end + 1
         else:  # one long word: cut between two characters
             end, open_tags, next_start = i, stack, i
-        parts.append(_render(carried, atoms[start:end], open_tags))
+        if _shows_text(atoms[start:end]):
+            parts.append(_render(carried, atoms[start:end], open_tags))
         carried = open_tags
         start = next_start
-    return [part for part in parts if _has_visible_text(part)]
+    return parts
 
 
 def truncate_html(text: str, limit: int) -> str:
@@ -173,8 +173,12 @@ def _render(carried: list[_Atom], atoms: Iterable[_Atom], open_tags: list[_Atom]
     return body + "".join(f"</{a.tag}>" for a in reversed(open_tags))
 
 
-def _has_visible_text(part: str) -> bool:
-    return any(a.width and not a.raw.isspace() for a in _atoms(part))
+def _has_visible_text(text: str) -> bool:
+    return _shows_text(_atoms(text))
+
+
+def _shows_text(atoms: Iterable[_Atom]) -> bool:
+    return any(a.width and not a.raw.isspace() for a in atoms)
 
 
 # --------------------------------------------------------------------------- secrets
