@@ -152,6 +152,13 @@ def test_split_html_keeps_entities_and_surrogate_pairs_whole():
     assert split_html("a😀😀b", 3) == ["a😀", "😀b"]
 
 
+def test_tags_are_found_as_an_html_parser_finds_them():
+    link = '<a href="https://x/?q=a<b>c">chart</a>'  # quotes may hold `<` and `>`
+    assert visible_length(link) == 5
+    assert split_html(f"see {link} and {link}", 9) == ["see", link, f"and {link}"]
+    assert visible_length("x < y > z") == 9  # `< ` opens no tag: both brackets are text
+
+
 def test_retry_after_reads_the_body_then_the_header():
     def response(body: bytes, headers: dict[str, str]) -> requests.Response:
         made = requests.Response()
