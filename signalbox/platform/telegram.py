@@ -59,8 +59,9 @@ def html_escape(text: str, *, quote: bool = False) -> str:
     return html.escape(str(text), quote=quote)
 
 
-# text between tags: an entity (`&amp;`, `&#128512;`) or one character
-_TEXT_RE = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9A-Fa-f]+);|.", re.DOTALL)
+# text between tags: an entity Telegram decodes or one character (Telegram shows any
+# other `&name;`, such as `&nbsp;`, as written)
+_TEXT_RE = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#[xX][0-9A-Fa-f]+);|.", re.DOTALL)
 
 
 def _width(text: str) -> int:

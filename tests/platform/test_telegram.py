@@ -159,6 +159,13 @@ def test_tags_are_found_as_an_html_parser_finds_them():
     assert visible_length("x < y > z") == 9  # `< ` opens no tag: both brackets are text
 
 
+@pytest.mark.timeout(10)
+def test_only_the_entities_telegram_decodes_count_as_one_character():
+    assert visible_length("&lt;&gt;&amp;&quot;&#65;&#x41;") == 6
+    assert visible_length("&nbsp;") == 6 and visible_length("&ampx;") == 6  # text to Telegram
+    assert split_html("&nosuch;", 3) == ["&no", "suc", "h;"]  # looped forever before
+
+
 def test_retry_after_reads_the_body_then_the_header():
     def response(body: bytes, headers: dict[str, str]) -> requests.Response:
         made = requests.Response()
