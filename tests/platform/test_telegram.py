@@ -379,6 +379,7 @@ def test_simulator_parses_nested_tags_links_and_entities():
     assert tags == ["b", "i", "/i", "/b", "a", "/a"]
     assert [t.attrs for t in tokens if t.kind == "open"][-1] == {"href": "https://x/?a=1&b=2"}
     assert parse_html("<B>x</B >")[0] == "x"  # names in any case, space before `>`
+    assert parse_html('<a href="https://x/"title="y">z</a>')[0] == "z"  # no space needed
 
 
 @pytest.mark.parametrize(
@@ -390,6 +391,7 @@ def test_simulator_parses_nested_tags_links_and_entities():
         ("😀 <script>x</script>", 'Unsupported start tag "script" at byte offset 5'),  # UTF-8 bytes
         ("a < b", "at byte offset 2"),  # every `<` opens a tag in Telegram's HTML
         ("<!-- note -->", "at byte offset 0"),
+        ("<b<i>x</i>", 'Unsupported start tag "b<i" at byte offset 0'),  # a name ends at space or >
     ],
 )
 def test_simulator_rejects_malformed_html_like_the_bot_api(text, error):
