@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
 
@@ -58,8 +59,9 @@ def html_escape(text: str, *, quote: bool = False) -> str:
     return html.escape(str(text), quote=quote)
 
 
-_TOKEN_RE = re.compile(r"<[^<>]*>|&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9A-Fa-f]+);|[^<&]|[<&]")
-_TAG_NAME_RE = re.compile(r"<\s*(/)?\s*([A-Za-z][A-Za-z0-9-]*)")
+# text between tags: an entity Telegram decodes or one character (Telegram shows any
+# other `&name;`, such as `&nbsp;`, as written)
+_TEXT_RE = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#[xX][0-9A-Fa-f]+);|.", re.DOTALL)
 
 
 def _width(text: str) -> int:
@@ -75,18 +77,53 @@ class _Atom:
     closing: bool = False
 
 
+class _Tokenizer(HTMLParser):
+    """Tags as `html.parser` finds them and, between them, entities and characters;
+    what it reports as no tag (a bare `<`, a comment, `</>`) stays text."""
+
+    def __init__(self, text: str):
+        # entities are left to _TEXT_RE: with convert_charrefs=False, a `&#` that is no
+        # reference can make the parser take the rest of the text, tags and all, as data
+        super().__init__(convert_charrefs=True)
+        self.text = text
+        self.atoms: list[_Atom] = []
+        self._done = 0  # text[:_done] is in atoms
+        self._lines = [0, *(m.end() for m in re.finditer("\n", text))]
+        try:
+            self.feed(text)
+            self.close()
+        except AssertionError:  # Python 3.11's parser gives up on some `<![`: text
+            pass
+        self._text_until(len(text))
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        start = self._position()
+        self._tag(start, start + len(self.get_starttag_text()), tag, closing=False)
+
+    handle_startendtag = handle_starttag  # `<b/>` opens b, as before
+
+    def handle_endtag(self, tag: str) -> None:
+        start = self._position()
+        self._tag(start, self.text.index(">", start) + 1, tag, closing=True)
+
+    def _tag(self, start: int, end: int, tag: str, closing: bool) -> None:
+        self._text_until(start)
+        self.atoms.append(_Atom(self.text[start:end], 0, tag, closing))
+        self._done = end
+
+    def _text_until(self, end: int) -> None:
+        for match in _TEXT_RE.finditer(self.text, self._done, end):
+            self.atoms.append(_Atom(match.group(), _width(html.unescape(match.group()))))
+        self._done = end
+
+    def _position(self) -> int:
+        line, column = self.getpos()
+        return self._lines[line - 1] + column
+
+
 def _atoms(text: str) -> list[_Atom]:
     """Tags and entities as single atoms, every other character on its own."""
-    atoms = []
-    for match in _TOKEN_RE.finditer(text):
-        raw = match.group()
-        if len(raw) > 1 and raw[0] == "<":
-            name = _TAG_NAME_RE.match(raw)
-            if name:
-                atoms.append(_Atom(raw, 0, name.group(2).lower(), bool(name.group(1))))
-                continue
-        atoms.append(_Atom(raw, _width(html.unescape(raw) if raw[0] == "&" else raw)))
-    return atoms
+    return _Tokenizer(text).atoms
 
 
 def visible_length(text: str) -> int:
@@ -126,12 +163,11 @@ def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
             _apply_tag(stack, atom)
             width += atom.width
             i += 1
-        if i == len(atoms):
-            parts.append(_render(carried, atoms[start:], stack))
-            break
+        if i == len(atoms):  # the rest fits
+            end, open_tags, next_start = i, stack, i
         # a line break, unless it comes so early that the part would be mostly empty;
         # the break character itself is dropped
-        if line_cut and (line_cut[2] >= limit // 2 or not space_cut):
+        elif line_cut and (line_cut[2] >= limit // 2 or not space_cut):
             end, open_tags, _ = line_cut
             next_start = end + 1
         elif space_cut:
@@ -139,10 +175,11 @@ def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
             next_start = end + 1
         else:  # one long word: cut between two characters
             end, open_tags, next_start = i, stack, i
-        parts.append(_render(carried, atoms[start:end], open_tags))
+        if _shows_text(atoms[start:end]):
+            parts.append(_render(carried, atoms[start:end], open_tags))
         carried = open_tags
         start = next_start
-    return [part for part in parts if _has_visible_text(part)]
+    return parts
 
 
 def truncate_html(text: str, limit: int) -> str:
@@ -173,8 +210,12 @@ def _render(carried: list[_Atom], atoms: Iterable[_Atom], open_tags: list[_Atom]
     return body + "".join(f"</{a.tag}>" for a in reversed(open_tags))
 
 
-def _has_visible_text(part: str) -> bool:
-    return any(a.width and not a.raw.isspace() for a in _atoms(part))
+def _has_visible_text(text: str) -> bool:
+    return _shows_text(_atoms(text))
+
+
+def _shows_text(atoms: Iterable[_Atom]) -> bool:
+    return any(a.width and not a.raw.isspace() for a in atoms)
 
 
 # --------------------------------------------------------------------------- secrets

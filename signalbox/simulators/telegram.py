@@ -26,6 +26,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from html.parser import HTMLParser
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -52,12 +53,8 @@ class EntityError(ValueError):
     """Text that Telegram's HTML parser rejects; the message is Telegram's wording."""
 
 
-_TAG_RE = re.compile(
-    r"<(/?)([A-Za-z][A-Za-z0-9-]*)"
-    r"((?:\s+[A-Za-z][A-Za-z0-9-]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'>]+))?)*)\s*/?>"
-)
-_ATTR_RE = re.compile(r"([A-Za-z][A-Za-z0-9-]*)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s\"'>]+)))?")
-_ENTITY_RE = re.compile(r"&(?:([A-Za-z][A-Za-z0-9]*)|#([0-9]+)|#[xX]([0-9A-Fa-f]+));")
+# text between tags: an entity, a run of plain text, or a `<` or `&` on its own
+_TEXT_RE = re.compile(r"&(?:([A-Za-z][A-Za-z0-9]*)|#([0-9]+)|#[xX]([0-9A-Fa-f]+));|[^&<]+|[&<]")
 
 
 @dataclass
@@ -69,73 +66,82 @@ class Token:
 
 def parse_html(text: str) -> tuple[str, list[Token]]:
     """(visible text, tokens) of Telegram HTML; raises EntityError like the real API."""
-    tokens: list[Token] = []
-    visible: list[str] = []
-    stack: list[str] = []
-    position = 0
-    pending: list[str] = []
+    tokens = _TelegramHtml(text).tokens
+    return "".join(t.value for t in tokens if t.kind == "text"), tokens
 
-    def flush():
-        if pending:
-            tokens.append(Token("text", "".join(pending)))
-            pending.clear()
 
-    def offset(at: int) -> int:
-        return len(text[:at].encode("utf-8"))
+class _TelegramHtml(HTMLParser):
+    """Tags as `html.parser` finds them, checked against Telegram's; the text between
+    them decoded here, where a `<` that opens no tag is an error, as in Telegram."""
 
-    while position < len(text):
-        char = text[position]
-        if char == "<":
-            match = _TAG_RE.match(text, position)
-            if not match:
-                raise EntityError(f"Unexpected end of name token at byte offset {offset(position)}")
-            closing, name = match.group(1) == "/", match.group(2).lower()
-            if name not in ALLOWED_TAGS:
-                kind = "end" if closing else "start"
-                raise EntityError(
-                    f'Unsupported {kind} tag "{name}" at byte offset {offset(position)}'
-                )
-            flush()
-            if closing:
-                if not stack:
-                    raise EntityError(f"Unexpected end tag at byte offset {offset(position)}")
-                if stack[-1] != name:
-                    raise EntityError(
-                        f"Unmatched end tag at byte offset {offset(position)}, expected "
-                        f'"</{stack[-1]}>", found "</{name}>"'
-                    )
-                stack.pop()
-                tokens.append(Token("close", name))
-            else:
-                attrs = {
-                    m.group(1).lower(): html.unescape(m.group(2) or m.group(3) or m.group(4) or "")
-                    for m in _ATTR_RE.finditer(match.group(3))
-                }
-                stack.append(name)
-                tokens.append(Token("open", name, attrs))
-            position = match.end()
-        elif char == "&" and (match := _ENTITY_RE.match(text, position)):
-            named, decimal, hexadecimal = match.groups()
+    def __init__(self, text: str):
+        # entities are left to _TEXT_RE: with convert_charrefs=False, a `&#` that is no
+        # reference can make the parser take the rest of the text, tags and all, as data
+        super().__init__(convert_charrefs=True)
+        self.text = text
+        self.tokens: list[Token] = []
+        self._open: list[str] = []
+        self._done = 0  # text[:_done] is in tokens
+        self._lines = [0, *(m.end() for m in re.finditer("\n", text))]
+        try:
+            self.feed(text)
+            self.close()
+        except AssertionError:  # Python 3.11's parser gives up on some `<![`: text
+            pass
+        self._text_until(len(text))
+        if self._open:
+            raise EntityError(f'Can\'t find end tag corresponding to start tag "{self._open[-1]}"')
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        start = self._position()
+        self._text_until(start)
+        if tag not in ALLOWED_TAGS:
+            raise EntityError(f'Unsupported start tag "{tag}" {self._at(start)}')
+        self._open.append(tag)
+        self.tokens.append(Token("open", tag, {name: value or "" for name, value in attrs}))
+        self._done = start + len(self.get_starttag_text())
+
+    handle_startendtag = handle_starttag  # `<b/>` opens b, as before
+
+    def handle_endtag(self, tag: str) -> None:
+        start = self._position()
+        self._text_until(start)
+        if tag not in ALLOWED_TAGS:
+            raise EntityError(f'Unsupported end tag "{tag}" {self._at(start)}')
+        if not self._open:
+            raise EntityError(f"Unexpected end tag {self._at(start)}")
+        if self._open[-1] != tag:
+            expected = f'expected "</{self._open[-1]}>", found "</{tag}>"'
+            raise EntityError(f"Unmatched end tag {self._at(start)}, {expected}")
+        self._open.pop()
+        self.tokens.append(Token("close", tag))
+        self._done = self.text.index(">", start) + 1
+
+    def _text_until(self, end: int) -> None:
+        decoded = []
+        for match in _TEXT_RE.finditer(self.text, self._done, end):
+            raw, (named, decimal, hexadecimal) = match.group(), match.groups()
+            if raw == "<":
+                raise EntityError(f"Unexpected end of name token {self._at(match.start())}")
             if named is not None:
                 if named not in NAMED_ENTITIES:
-                    raise EntityError(
-                        f'Unsupported HTML entity "&{named};" at byte offset {offset(position)}'
-                    )
-                decoded = NAMED_ENTITIES[named]
-            else:
+                    raise EntityError(f'Unsupported HTML entity "{raw}" {self._at(match.start())}')
+                decoded.append(NAMED_ENTITIES[named])
+            elif decimal is not None or hexadecimal is not None:
                 code = int(decimal) if decimal is not None else int(hexadecimal, 16)
-                decoded = chr(code) if 0 < code <= 0x10FFFF else "\ufffd"
-            pending.append(decoded)
-            visible.append(decoded)
-            position = match.end()
-        else:
-            pending.append(char)
-            visible.append(char)
-            position += 1
-    if stack:
-        raise EntityError(f'Can\'t find end tag corresponding to start tag "{stack[-1]}"')
-    flush()
-    return "".join(visible), tokens
+                decoded.append(chr(code) if 0 < code <= 0x10FFFF else "\ufffd")
+            else:
+                decoded.append(raw)
+        if decoded:
+            self.tokens.append(Token("text", "".join(decoded)))
+        self._done = end
+
+    def _position(self) -> int:
+        line, column = self.getpos()
+        return self._lines[line - 1] + column
+
+    def _at(self, position: int) -> str:
+        return f"at byte offset {len(self.text[:position].encode('utf-8'))}"
 
 
 def utf16_length(text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import struct
 import time
 import traceback
@@ -23,7 +24,7 @@ from signalbox.platform.telegram import (
     visible_length,
 )
 from signalbox.simulators.server import Faults
-from signalbox.simulators.telegram import TelegramSimulator, parse_html
+from signalbox.simulators.telegram import EntityError, TelegramSimulator, parse_html
 
 TOKEN = "7349201856:AAH3kL9xQ-zT4vW8yB2nC5mD7fG1hJ0pRsU"
 WRONG_TOKEN = "1111111111:AAWrongWrongWrong-zzzzzzzzzzzzzzzzzz"
@@ -122,6 +123,48 @@ def test_truncate_html_ends_with_an_ellipsis_inside_the_limit():
     assert visible_length(short) <= 50 and short.endswith("…")
     parse_html(short)
     assert truncate_html("fits", 50) == "fits"
+
+
+def test_visible_length_counts_like_telegram():
+    assert visible_length("a & b") == visible_length("a &amp; b") == 5  # bare or escaped: one
+    assert visible_length("&lt;b&gt;") == 3  # an escaped tag is text
+    assert visible_length("if a<b then") == 11  # a `<` that opens no tag is text
+    assert visible_length('<a href="https://x/?a=1&amp;b=2">link</a>') == 4
+    # UTF-16 code units: an astral emoji is 2, written out or as a reference
+    assert visible_length("😀") == visible_length("&#128512;") == visible_length("&#x1F600;") == 2
+
+
+def test_split_html_reopens_nested_tags_in_order():
+    parts = split_html("<b>bold <i>both <u>all</u></i> bold</b>", 6)
+    assert parts == ["<b>bold</b>", "<b><i>both</i></b>", "<b><i><u>all</u></i></b>", "<b>bold</b>"]
+
+
+def test_split_html_reopens_a_link_with_its_attribute_as_written():
+    link = '<a href="https://x/?a=1&amp;b=2">'
+    parts = split_html("x" * 5 + link + "y" * 8 + "</a>", 5)  # a cut right after the tag
+    assert [parse_html(p)[0] for p in parts] == ["xxxxx", "yyyyy", "yyy"]
+    assert all(p.startswith(link) and p.endswith("</a>") for p in parts[1:])
+    opened = [t for p in parts for t in parse_html(p)[1] if t.kind == "open"]
+    assert {t.attrs["href"] for t in opened} == {"https://x/?a=1&b=2"}
+
+
+def test_split_html_keeps_entities_and_surrogate_pairs_whole():
+    assert split_html("a &amp; b &lt;i&gt; c", 4) == ["a &amp;", "b", "&lt;i&gt;", "c"]
+    assert split_html("a😀😀b", 3) == ["a😀", "😀b"]
+
+
+def test_tags_are_found_as_an_html_parser_finds_them():
+    link = '<a href="https://x/?q=a<b>c">chart</a>'  # quotes may hold `<` and `>`
+    assert visible_length(link) == 5
+    assert split_html(f"see {link} and {link}", 9) == ["see", link, f"and {link}"]
+    assert visible_length("x < y > z") == 9  # `< ` opens no tag: both brackets are text
+
+
+@pytest.mark.timeout(10)
+def test_only_the_entities_telegram_decodes_count_as_one_character():
+    assert visible_length("&lt;&gt;&amp;&quot;&#65;&#x41;") == 6
+    assert visible_length("&nbsp;") == 6 and visible_length("&ampx;") == 6  # text to Telegram
+    assert split_html("&nosuch;", 3) == ["&no", "suc", "h;"]  # looped forever before
 
 
 def test_retry_after_reads_the_body_then_the_header():
@@ -324,6 +367,34 @@ def test_token_not_in_dagster_events(sim, monkeypatch):
 
 
 # --------------------------------------------------------------------------- simulator contract
+
+
+def test_simulator_parses_nested_tags_links_and_entities():
+    text = '<b>bold <i>both</i></b> <a href="https://x/?a=1&amp;b=2">a &lt; b &amp; c</a> &#128512;'
+    plain, tokens = parse_html(text)
+    assert plain == "bold both a < b & c 😀"
+    tags = [("/" if t.kind == "close" else "") + t.value for t in tokens if t.kind != "text"]
+    assert tags == ["b", "i", "/i", "/b", "a", "/a"]
+    assert [t.attrs for t in tokens if t.kind == "open"][-1] == {"href": "https://x/?a=1&b=2"}
+    assert parse_html("<B>x</B >")[0] == "x"  # names in any case, space before `>`
+    assert parse_html('<a href="https://x/"title="y">z</a>')[0] == "z"  # no space needed
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("<b>unclosed", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("<b><i>x</b></i>", 'Unmatched end tag at byte offset 7, expected "</i>", found "</b>"'),
+        ("x</b>", "Unexpected end tag at byte offset 1"),
+        ("😀 <script>x</script>", 'Unsupported start tag "script" at byte offset 5'),  # UTF-8 bytes
+        ("a < b", "at byte offset 2"),  # every `<` opens a tag in Telegram's HTML
+        ("<!-- note -->", "at byte offset 0"),
+        ("<b<i>x</i>", 'Unsupported start tag "b<i" at byte offset 0'),  # a name ends at space or >
+    ],
+)
+def test_simulator_rejects_malformed_html_like_the_bot_api(text, error):
+    with pytest.raises(EntityError, match=re.escape(error)):
+        parse_html(text)
 
 
 def test_simulator_answers_like_the_bot_api(sim):
