@@ -275,6 +275,12 @@ def build_docs(site: Path) -> Path:
     for project in PROJECTS:
         name = project.project_dir.name
         target = site / name
+        # the local packages (packages.yml) first, as dagster-dbt's preparer does; no engine
+        subprocess.run(
+            [dbt, "deps", "--quiet", "--project-dir", str(project.project_dir),
+             "--profiles-dir", str(project.profiles_dir)],
+            check=True,
+        )  # fmt: skip
         with dbt_connection(project) as env:
             subprocess.run(
                 [dbt, "docs", "generate", "--project-dir", str(project.project_dir),

@@ -58,7 +58,9 @@ def dbt_connection(project: DbtProject) -> Iterator[dict[str, str]]:
 
 
 def prepare_projects() -> None:
-    """Parse every dbt project so its manifest exists (the CLI and tests call this)."""
+    """Install every dbt project's packages and parse it so its manifest exists (the CLI
+    and tests call this). dagster-dbt's preparer runs `dbt deps` whenever packages.yml
+    exists (the local `dbt_project/shared` package), then `dbt parse`."""
     for project in PROJECTS:
         project.preparer.prepare(project)
 
