@@ -22,9 +22,18 @@ demo: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest
 
+# The dbt SQL: sqlfluff with its dbt templater, per project (each has its .sqlfluff), on
+# the profiles' offline `lint` targets: no PostgreSQL server, chDB in memory. `dbt deps`
+# first links the local package dbt_project/shared (no network).
+DBT_PROJECTS := dbt_project/warehouse dbt_project/activity
+
 lint: $(STAMP)
 	$(BIN)/ruff check signalbox tests benchmarks
 	$(BIN)/ruff format --check signalbox tests benchmarks
+	status=0; for project in $(DBT_PROJECTS); do \
+	  $(BIN)/dbt deps --quiet --project-dir $$project --profiles-dir $$project || exit 1; \
+	  (cd $$project && $(CURDIR)/$(BIN)/sqlfluff lint models tests) || status=1; \
+	done; exit $$status
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix signalbox tests benchmarks

@@ -292,13 +292,14 @@ def run_docs(port: int = 8080) -> int:
 
 def build_docs(site: Path) -> Path:
     """`dbt docs generate` for each project into site/<project>/, plus an index page."""
-    from signalbox.platform.dbt import PROJECTS, dbt_connection
+    from signalbox.platform.dbt import DBT_EXECUTABLE, PROJECTS, dbt_connection, prepare
 
-    dbt = str(Path(sys.executable).with_name("dbt"))
+    dbt = DBT_EXECUTABLE
     links = []
     for project in PROJECTS:
         name = project.project_dir.name
         target = site / name
+        prepare(project)  # the local package installed (dbt deps), the manifest current
         with dbt_connection(project) as env:
             subprocess.run(
                 [dbt, "docs", "generate", "--project-dir", str(project.project_dir),

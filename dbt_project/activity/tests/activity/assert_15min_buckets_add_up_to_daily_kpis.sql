@@ -12,7 +12,14 @@ with buckets as (
     group by bucket_date
 )
 
-select b.event_date, b.views, k.views, b.likes, k.likes, b.messages_sent, k.messages_sent
+select
+    b.event_date,
+    b.views as bucket_views,
+    k.views as kpi_views,
+    b.likes as bucket_likes,
+    k.likes as kpi_likes,
+    b.messages_sent as bucket_messages_sent,
+    k.messages_sent as kpi_messages_sent
 from buckets as b
-inner join {{ ref('activity_kpis_daily') }} as k on b.event_date = k.event_date
-where b.views != k.views or b.likes != k.likes or b.messages_sent != k.messages_sent
+inner join {{ ref('activity_kpis_daily') }} as k on k.event_date = b.event_date
+where b.views <> k.views or b.likes <> k.likes or b.messages_sent <> k.messages_sent

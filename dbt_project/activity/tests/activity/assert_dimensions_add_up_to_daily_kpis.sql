@@ -13,11 +13,19 @@ with dimension_totals as (
     group by event_date, dimension
 )
 
-select d.event_date, d.dimension, d.views, k.views, d.likes, k.likes,
-       d.messages_sent, k.messages_sent, d.messages_received
+select
+    d.event_date,
+    d.dimension,
+    d.views as dimension_views,
+    k.views as kpi_views,
+    d.likes as dimension_likes,
+    k.likes as kpi_likes,
+    d.messages_sent as dimension_messages_sent,
+    k.messages_sent as kpi_messages_sent,
+    d.messages_received as dimension_messages_received
 from dimension_totals as d
-inner join {{ ref('activity_kpis_daily') }} as k on d.event_date = k.event_date
-where d.views != k.views
-   or d.likes != k.likes
-   or d.messages_sent != k.messages_sent
-   or d.messages_received != d.messages_sent
+inner join {{ ref('activity_kpis_daily') }} as k on k.event_date = d.event_date
+where d.views <> k.views
+    or d.likes <> k.likes
+    or d.messages_sent <> k.messages_sent
+    or d.messages_received <> d.messages_sent

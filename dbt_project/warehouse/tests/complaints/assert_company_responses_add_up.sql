@@ -5,9 +5,10 @@ with companies as (
 
     select
         *,
-        closed_with_explanation + closed_with_non_monetary_relief
+        (
+            closed_with_explanation + closed_with_non_monetary_relief
             + closed_with_monetary_relief + closed_without_relief + untimely_response
-            as closed_known
+        ) as closed_known
     from {{ ref('complaints_company_response_timeliness') }}
 
 )

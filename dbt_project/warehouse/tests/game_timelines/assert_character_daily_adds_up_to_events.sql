@@ -33,8 +33,10 @@ left join clears
 where daily.character_id is null
     or coalesce(facts.events, 0) <> daily.events
     or coalesce(facts.drops, 0) <> daily.drops
-    or daily.drops <> daily.drops_common + daily.drops_uncommon + daily.drops_rare
+    or daily.drops <> (
+        daily.drops_common + daily.drops_uncommon + daily.drops_rare
         + daily.drops_unique + daily.drops_legendary + daily.drops_epic + daily.drops_primeval
         + daily.drops_unknown_rarity
+    )
     or coalesce(clears.dungeon_clears, 0) <> daily.dungeon_clears
     or coalesce(clears.raid_clears, 0) <> daily.raid_clears

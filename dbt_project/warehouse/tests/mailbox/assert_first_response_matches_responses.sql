@@ -7,4 +7,7 @@ left join {{ ref('fct_helpscout__responses') }} as responses
     and responses.is_first_response
 where conversations.is_replied <> (responses.customer_thread_id is not null)
     or conversations.first_response_minutes is distinct from responses.response_minutes
-    or conversations.first_response_business_minutes is distinct from responses.response_business_minutes
+    or (
+        conversations.first_response_business_minutes
+        is distinct from responses.response_business_minutes
+    )

@@ -5,8 +5,9 @@
 
 select distinct extract(year from calendar.calendar_date)::int as year_without_holidays
 from {{ ref('int_business_calendar') }} as calendar
-where not exists (
-    select 1
-    from {{ ref('holidays') }} as holidays
-    where extract(year from holidays.holiday_date) = extract(year from calendar.calendar_date)
-)
+where
+    not exists (
+        select 1
+        from {{ ref('holidays') }} as holidays
+        where extract(year from holidays.holiday_date) = extract(year from calendar.calendar_date)
+    )

@@ -34,19 +34,18 @@
 -- gender and age are UInt8 in the sources, and accurateCast fails loudly rather than
 -- packing a wider value wrong.
 
-with
-    (
-        select arraySort(arrayMap(value -> toString(value), groupArray(os)))
-        from (
-            select distinct os
-            from {{ ref('stg_activity__feed_actions') }}
-            where {{ in_window('event_date') }}
-            union distinct
-            select distinct sender_os as os
-            from {{ ref('stg_activity__message_actions') }}
-            where {{ in_window('event_date') }}
-        )
-    ) as os_values,
+with (
+    select arraySort(arrayMap(value -> toString(value), groupArray(os)))
+    from (
+        select distinct os
+        from {{ ref('stg_activity__feed_actions') }}
+        where {{ in_window('event_date') }}
+        union distinct
+        select distinct sender_os as os
+        from {{ ref('stg_activity__message_actions') }}
+        where {{ in_window('event_date') }}
+    )
+) as os_values,
 
 feed as (
     select
@@ -60,7 +59,9 @@ feed as (
         toUInt64(0) as users_received,
         max(
             bitShiftLeft(toUInt64(toUnixTimestamp(event_time)), 32)
-            + bitShiftLeft(toUInt64(transform(os, os_values, arrayEnumerate(os_values), 0)), 16)
+            + bitShiftLeft(
+                toUInt64(transform(os, os_values, arrayEnumerate(os_values), 0)), 16
+            )
             + bitShiftLeft(toUInt64(accurateCast(gender, 'UInt8')), 8)
             + accurateCast(age, 'UInt8')
         ) as profile
@@ -81,7 +82,9 @@ sent as (
         toUInt64(0) as users_received,
         max(
             bitShiftLeft(toUInt64(toUnixTimestamp(event_time)), 32)
-            + bitShiftLeft(toUInt64(transform(sender_os, os_values, arrayEnumerate(os_values), 0)), 16)
+            + bitShiftLeft(
+                toUInt64(transform(sender_os, os_values, arrayEnumerate(os_values), 0)), 16
+            )
             + bitShiftLeft(toUInt64(accurateCast(sender_gender, 'UInt8')), 8)
             + accurateCast(sender_age, 'UInt8')
         ) as profile

@@ -41,9 +41,9 @@ spine as (
             select bucket_start from feed
             union all
             select bucket_start from messages
-        )
+        ) as all_buckets
         group by toDate(bucket_start)
-    )
+    ) as last_buckets
     array join range(toUInt32(dateDiff('minute', toStartOfDay(last_bucket), last_bucket) / 15) + 1)
         as bucket_number
 )
@@ -51,7 +51,8 @@ spine as (
 -- coalesce: a bucket without events is 0 whatever the server's join_use_nulls says
 select
     toDate(spine.bucket_start) as bucket_date,
-    spine.bucket_start as bucket_start,
+    -- named explicitly: ClickHouse may name a joined table's column by its qualified name
+    spine.bucket_start as bucket_start,  -- noqa: AL09
     spine.bucket_start + toIntervalMinute(15) as bucket_end,
     coalesce(feed.feed_active_users, 0) as feed_active_users,
     coalesce(feed.views, 0) as views,

@@ -6,6 +6,7 @@
     data plus var('business_calendar_margin_days') on each side.
 -#}
 {%- set margin_days = var('business_calendar_margin_days') | int -%}
+{%- set business_timezone = var('business_timezone') -%}
 
 with activity_dates as (
 
@@ -85,10 +86,13 @@ final as (
         case when not is_holiday then weekday_opens_at end as opens_at,
         case when not is_holiday then weekday_closes_at end as closes_at,
         case
-            when not is_holiday and weekday_opens_at is not null and weekday_closes_at > weekday_opens_at
+            when
+                not is_holiday
+                and weekday_opens_at is not null
+                and weekday_closes_at > weekday_opens_at
                 then tstzrange(
-                    (calendar_date + weekday_opens_at) at time zone '{{ var("business_timezone") }}',
-                    (calendar_date + weekday_closes_at) at time zone '{{ var("business_timezone") }}',
+                    (calendar_date + weekday_opens_at) at time zone '{{ business_timezone }}',
+                    (calendar_date + weekday_closes_at) at time zone '{{ business_timezone }}',
                     '[)'
                 )
             else 'empty'::tstzrange

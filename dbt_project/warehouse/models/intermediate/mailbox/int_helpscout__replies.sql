@@ -20,14 +20,15 @@ sequenced as (
         *,
         count(*) filter (where is_user_reply) over (
             partition by conversation_id
-            order by created_at, is_user_reply desc, thread_id
+            order by created_at asc, is_user_reply desc, thread_id asc
             rows between unbounded preceding and current row
         ) as replies_so_far,
-        case when is_customer_message then
-            row_number() over (
-                partition by conversation_id, is_customer_message
-                order by created_at, thread_id
-            )
+        case
+            when is_customer_message
+                then row_number() over (
+                    partition by conversation_id, is_customer_message
+                    order by created_at, thread_id
+                )
         end as customer_message_seq
 
     from threads
@@ -74,10 +75,12 @@ pair_days as (
             as business_overlap
 
     from pairs
-    cross join lateral generate_series(
-        0,
-        {{ to_business_date('pairs.replied_at') }} - {{ to_business_date('pairs.customer_message_at') }}
-    ) as day_offset
+    cross join
+        lateral generate_series(
+            0,
+            {{ to_business_date('pairs.replied_at') }}
+            - {{ to_business_date('pairs.customer_message_at') }}
+        ) as day_offset
     left join {{ ref('int_business_calendar') }} as calendar
         on calendar.calendar_date = {{ to_business_date('pairs.customer_message_at') }} + day_offset
 
@@ -88,8 +91,14 @@ business_time as (
     select
         customer_thread_id,
         -- null (caught by a not_null test) if the calendar misses one of the days
-        case when count(*) = count(calendar_date) then
-            coalesce(sum(extract(epoch from (upper(business_overlap) - lower(business_overlap))) / 60), 0)
+        case
+            when count(*) = count(calendar_date)
+                then coalesce(
+                    sum(
+                        extract(epoch from (upper(business_overlap) - lower(business_overlap))) / 60
+                    ),
+                    0
+                )
         end as response_business_minutes
 
     from pair_days

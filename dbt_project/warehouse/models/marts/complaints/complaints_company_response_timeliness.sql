@@ -35,14 +35,14 @@ per_company as (
         count(*) filter (where company_response = 'In progress') as in_progress,
         count(*) filter (
             where company_response is null
-                or company_response not in (
-                    'Closed with explanation',
-                    'Closed with non-monetary relief',
-                    'Closed with monetary relief',
-                    'Closed',
-                    'Untimely response',
-                    'In progress'
-                )
+            or company_response not in (
+                'Closed with explanation',
+                'Closed with non-monetary relief',
+                'Closed with monetary relief',
+                'Closed',
+                'Untimely response',
+                'In progress'
+            )
         ) as other_responses,
         min(date_received) as first_date_received,
         max(date_received) as last_date_received
@@ -54,6 +54,8 @@ per_company as (
 select
     *,
     timely_responses::numeric / nullif(responses, 0) as share_timely,
-    (closed_with_non_monetary_relief + closed_with_monetary_relief)::numeric
-        / nullif(responses, 0) as share_with_relief
+    (
+        (closed_with_non_monetary_relief + closed_with_monetary_relief)::numeric
+        / nullif(responses, 0)
+    ) as share_with_relief
 from per_company

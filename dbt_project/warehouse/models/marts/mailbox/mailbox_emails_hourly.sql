@@ -28,7 +28,7 @@ thread_counts as (
         count(*) filter (where is_customer_message) as emails_received,
         count(*) filter (where is_user_reply) as emails_answered
     from threads
-    group by 1, 2
+    group by mailbox_id, created_hour_start
 
 ),
 
@@ -39,7 +39,7 @@ conversation_counts as (
         created_hour_start as hour_start,
         count(*) as conversations_created
     from conversations
-    group by 1, 2
+    group by mailbox_id, created_hour_start
 
 ),
 
@@ -62,7 +62,9 @@ spine as (
         from activity_hours
         group by mailbox_id
     ) as bounds
-    cross join lateral generate_series(bounds.first_hour, bounds.last_hour, interval '1 hour') as hour_start
+    cross join lateral generate_series(
+        bounds.first_hour, bounds.last_hour, interval '1 hour'
+    ) as hour_start
 
 )
 

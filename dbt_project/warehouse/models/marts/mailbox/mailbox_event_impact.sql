@@ -70,7 +70,7 @@ windowed as (
         on daily.mailbox_id = candidates.mailbox_id
         and daily.day >= candidates.event_date - {{ window_days }}
         and daily.day < candidates.event_date + {{ window_days }}
-    group by 1, 2
+    group by candidates.event_id, candidates.mailbox_id
 
 ),
 
@@ -86,8 +86,10 @@ averaged as (
         {{ window_days }} as window_days,
         windowed.days_observed_before,
         windowed.days_observed_after,
-        windowed.days_observed_before = {{ window_days }}
-            and windowed.days_observed_after = {{ window_days }} as is_window_complete,
+        (
+            windowed.days_observed_before = {{ window_days }}
+            and windowed.days_observed_after = {{ window_days }}
+        ) as is_window_complete,
         windowed.arrivals_before::int as arrivals_before,
         windowed.arrivals_after::int as arrivals_after,
         windowed.arrivals_before::numeric / nullif(windowed.days_observed_before, 0)

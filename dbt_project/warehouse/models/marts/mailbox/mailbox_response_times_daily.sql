@@ -19,12 +19,14 @@ aggregated as (
         count(*) as responses,
         count(*) filter (where is_first_response) as first_responses,
         avg(response_minutes) filter (where is_first_response) as avg_first_response_minutes,
-        percentile_cont(0.5) within group (order by response_minutes)
-            filter (where is_first_response) as median_first_response_minutes,
+        percentile_cont(0.5) within group (
+            order by response_minutes
+        ) filter (where is_first_response) as median_first_response_minutes,
         avg(response_business_minutes) filter (where is_first_response)
             as avg_first_response_business_minutes,
-        percentile_cont(0.5) within group (order by response_business_minutes)
-            filter (where is_first_response) as median_first_response_business_minutes,
+        percentile_cont(0.5) within group (
+            order by response_business_minutes
+        ) filter (where is_first_response) as median_first_response_business_minutes,
         avg(response_minutes) as avg_response_minutes,
         avg(response_business_minutes) as avg_response_business_minutes
 

@@ -23,9 +23,14 @@ renamed as (
         payload -> 'source' ->> 'via' as source_via,
         (
             select array_agg(tag ->> 'tag' order by tag ->> 'tag')
-            from jsonb_array_elements(
-                case when jsonb_typeof(payload -> 'tags') = 'array' then payload -> 'tags' else '[]'::jsonb end
-            ) as tag
+            from
+                jsonb_array_elements(
+                    case
+                        when jsonb_typeof(source.payload -> 'tags') = 'array'
+                            then source.payload -> 'tags'
+                        else '[]'::jsonb
+                    end
+                ) as tag
         ) as tags,
         (payload ->> 'createdAt')::timestamptz as created_at,
         (payload ->> 'closedAt')::timestamptz as closed_at,

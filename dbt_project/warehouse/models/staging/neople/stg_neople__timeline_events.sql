@@ -5,17 +5,18 @@
     warehouse project's `dbt build`, which every domain shares.
 -#}
 {%- set raw = source('neople', 'timeline_events') -%}
-{%- set loaded = not execute or adapter.get_relation(raw.database, raw.schema, raw.identifier) is not none -%}
+{%- set loaded = not execute
+    or adapter.get_relation(raw.database, raw.schema, raw.identifier) is not none -%}
 {%- set booleans = {'hard': 'is_hard', 'single': 'is_single', 'matching': 'is_matching',
                     'mistGear': 'is_mist_gear', 'result': 'is_success', 'safe': 'is_safe'} -%}
 
 with source as (
 
-{%- if loaded %}
+    {%- if loaded %}
 
     select * from {{ raw }}
 
-{%- else %}
+    {%- else %}
 
     select
         null::date as day, null::text as server_id, null::text as character_id,
@@ -24,7 +25,7 @@ with source as (
         null::timestamptz as loaded_at
     where false
 
-{%- endif %}
+    {%- endif %}
 
 ),
 
@@ -53,7 +54,9 @@ renamed as (
         {{ json_bigint("data -> 'channelNo'") }} as channel_no,
         data ->> 'modeName' as mode_name,
         {%- for key, column in booleans.items() %}
-        case when jsonb_typeof(data -> '{{ key }}') = 'boolean' then (data -> '{{ key }}')::boolean end as {{ column }},
+        case
+            when jsonb_typeof(data -> '{{ key }}') = 'boolean' then (data -> '{{ key }}')::boolean
+        end as {{ column }},
         {%- endfor %}
         {{ json_bigint("data -> 'before'") }} as level_before,
         {{ json_bigint("data -> 'after'") }} as level_after,
