@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH ?=
 
-.PHONY: demo test bench lint format docs clean
+.PHONY: demo test test-fast bench lint format docs clean
 
 $(STAMP): pyproject.toml plugins/dbt-chdb/pyproject.toml plugins/dbt-chdb/dbt/adapters/chdb/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[local,test]'
 	# dbt finds adapters in the dbt.adapters namespace: install the chDB one non-editable
 	$(BIN)/python -m pip install --quiet ./plugins/dbt-chdb
 	touch $(STAMP)
@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml plugins/dbt-chdb/pyproject.toml plugins/dbt-chdb/dbt/ad
 demo: $(STAMP)
 	$(BIN)/signalbox demo
 
+# two workers (one per core): most tests wait on engines, dbt and servers, not the CPU
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
+
+# the unit tier only: no engine, no dbt, under a minute (`-m integration`, `-m e2e` the others)
+test-fast: $(STAMP)
+	$(BIN)/pytest -m unit -q
 
 # The dbt SQL: sqlfluff with its dbt templater, per project (each has its .sqlfluff), on
 # the profiles' offline `lint` targets: no PostgreSQL server, chDB in memory. `dbt deps`

@@ -79,9 +79,6 @@ def materialize_all(recent_days: int = 8, send_alerts_now: bool = False) -> bool
     then everything unpartitioned (reports read the partitioned marts)."""
     import dagster as dg
 
-    from signalbox.platform.dbt import prepare_projects
-
-    prepare_projects()
     from signalbox.definitions import defs
 
     instance = dg.DagsterInstance.get()

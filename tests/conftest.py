@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,13 +21,49 @@ from signalbox.platform.warehouse import WarehouseResource
 from signalbox.simulators.server import Faults
 from signalbox.simulators.telegram import TelegramSimulator
 
+# Fixtures that start an engine (or load the code location, which needs the dbt
+# manifests): a test that uses one, directly or through another fixture, is integration.
+ENGINE_FIXTURES = frozenset(
+    {"postgres", "pg_url", "fresh_database", "clickhouse_database", "signalbox_home",
+     "moto_url", "s3_url", "code_location"}
+)  # fmt: skip
+TIERS = ("unit", "integration", "e2e")
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Parse the dbt projects first: loading the code location reads their manifests
-    (what `dagster-dbt project prepare-and-package` does at build time)."""
-    from signalbox.platform.dbt import prepare_projects
 
-    prepare_projects()
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test gets one tier: its own marker, else e2e under tests/e2e, integration when
+    it uses an engine fixture, unit otherwise (`make test-fast` runs `-m unit`)."""
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+        elif ENGINE_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+    # the longest tests first, so two xdist workers finish together (stable otherwise)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A unit run must stay fast: no test module may import the dbt projects (or anything
+    built on them) at collection; load the code location through `code_location`."""
+    if session.config.option.markexpr.strip() == "unit" and "dagster_dbt" in sys.modules:
+        raise pytest.UsageError(
+            "a unit run imported dagster_dbt while collecting: import the domain's dbt-built "
+            "modules inside the tests that need them (fixture code_location)"
+        )
+
+
+@pytest.fixture(scope="session")
+def code_location():
+    """The code location's Definitions (imported on first use: the dbt assets need the
+    projects' manifests, which a unit run never builds)."""
+    from signalbox.definitions import defs
+
+    return defs
 
 
 @pytest.fixture(scope="session")

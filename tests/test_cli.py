@@ -7,7 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from signalbox.cli import group_members, stop_process_group
+
+pytestmark = pytest.mark.integration  # starts engines or processes itself
 
 # A leader that exits on SIGTERM at once, and a child (a stand-in for a run worker that is
 # busy finishing an interrupted run) that ignores SIGTERM and outlives it.

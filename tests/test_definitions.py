@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from signalbox.platform.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration  # starts engines or processes itself
 
 
 def test_dagster_validates_the_code_location(tmp_path):

@@ -5,6 +5,7 @@ One dbt invocation talks to one engine, so each engine has its own project under
 and the CLI import it to build the manifests.
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -44,19 +45,35 @@ def project_fingerprint(project_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def dbt_resource(project: DbtProject) -> DbtCliResource:
+    return DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
+
+
 def prepare(project: DbtProject) -> None:
     """`dbt deps` and `dbt parse` with the dbt beside this interpreter, skipped when the
     manifest was built from the same sources (a test session, a demo start or a UI reload
-    whose projects did not change pays nothing)."""
-    stamp = Path(project.project_dir) / project.target_path / ".signalbox-fingerprint"
+    whose projects did not change pays nothing). Processes that start together (a code
+    server and a run worker) wait on one lock instead of parsing twice."""
+    target = Path(project.project_dir) / project.target_path
+    stamp = target / ".signalbox-fingerprint"
     fingerprint = project_fingerprint(Path(project.project_dir))
-    if project.manifest_path.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+
+    def current() -> bool:
+        built = project.manifest_path.exists() and stamp.exists()
+        return built and stamp.read_text() == fingerprint
+
+    if current():
         return
-    dbt = dbt_resource(project)
-    if any(Path(project.project_dir, f).exists() for f in ("packages.yml", "dependencies.yml")):
-        dbt.cli(["deps", "--quiet"], target_path=project.target_path).wait()
-    dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
-    stamp.write_text(fingerprint)
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".signalbox-prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if current():
+            return
+        dbt = dbt_resource(project)
+        if any(Path(project.project_dir, f).exists() for f in ("packages.yml", "dependencies.yml")):
+            dbt.cli(["deps", "--quiet"], target_path=project.target_path).wait()
+        dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+        stamp.write_text(fingerprint)
 
 
 warehouse_project = DbtProject(
@@ -71,18 +88,14 @@ PROJECTS = [warehouse_project, activity_project]
 
 
 def prepare_projects() -> None:
-    """Make every dbt project's manifest current (the CLI and tests call this; `dagster dev`
-    does at each load, as dagster-dbt's `prepare_if_dev` would)."""
+    """Make every dbt project's manifest current."""
     for project in PROJECTS:
         prepare(project)
 
 
-if os.environ.get("DAGSTER_IS_DEV_CLI"):
-    prepare_projects()
-
-
-def dbt_resource(project: DbtProject) -> DbtCliResource:
-    return DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
+# the dbt assets below read the manifests when they are defined: make them current first
+# (a no-op unless a dbt file changed since the last parse)
+prepare_projects()
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,6 +76,7 @@ class HelpScoutSimulator(ClockedSimulator):
         self.token_ttl_seconds = token_ttl_seconds
         self.rate_limit = SlidingWindow(int(rate_limit_per_minute))
         self._tokens: dict[str, float] = {}  # token -> wall-clock expiry
+        self.clock: Callable[[], float] = time.time  # token expiry (tests drive it)
         self._tokens_lock = threading.Lock()
         self.add_route("POST", TOKEN_PATH, self._token)
         self.add_route("GET", "/v2/mailboxes", self._authorized(self._mailboxes))
@@ -155,7 +157,7 @@ class HelpScoutSimulator(ClockedSimulator):
             )
         token = secrets.token_urlsafe(24)
         with self._tokens_lock:
-            self._tokens[token] = time.time() + self.token_ttl_seconds
+            self._tokens[token] = self.clock() + self.token_ttl_seconds
         return Response.json(
             {"token_type": "bearer", "access_token": token, "expires_in": self.token_ttl_seconds}
         )
@@ -166,7 +168,7 @@ class HelpScoutSimulator(ClockedSimulator):
             scheme, _, token = header.partition(" ")
             with self._tokens_lock:
                 expiry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-                if expiry is not None and expiry <= time.time():
+                if expiry is not None and expiry <= self.clock():
                     del self._tokens[token.strip()]
                     expiry = None
             if expiry is None:

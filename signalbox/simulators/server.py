@@ -75,9 +75,12 @@ class SlidingWindow:
     """Requests per client over a sliding window of `window` seconds (monotonic clock), the
     way the real APIs count them; each simulator turns the answer into its own 429."""
 
-    def __init__(self, limit: int, window: float = 60.0):
+    def __init__(
+        self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.limit = int(limit)
         self.window = float(window)
+        self.clock = clock
         self._times: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -85,7 +88,7 @@ class SlidingWindow:
         """(wait, used): wait is 0.0 when the request may go ahead (it is counted), else
         the seconds until the oldest counted request leaves the window; used is the
         count in the window after this request."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             times = self._times.setdefault(key, deque())
             while times and times[0] <= now - self.window:

@@ -280,6 +280,7 @@ class TelegramSimulator(SimulatorServer):
         super().__init__(port=port, faults=faults)
         self.token = token
         self.per_chat_per_second = per_chat_per_second
+        self.monotonic = time.monotonic  # flood-control buckets (tests drive it)
         self.burst = burst
         self.group_per_minute = group_per_minute
         self.global_per_second = global_per_second
@@ -478,7 +479,7 @@ class TelegramSimulator(SimulatorServer):
 
     def _admit(self, chat: int | str) -> None:
         """Take a token from each bucket that applies, or raise 429 (caller holds _state)."""
-        now = time.monotonic()
+        now = self.monotonic()
         buckets = []
         if self.per_chat_per_second:
             buckets.append((("chat", chat), self.per_chat_per_second, self.burst))

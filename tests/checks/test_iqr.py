@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -40,9 +39,6 @@ from signalbox.checks.iqr import (
     run_iqr_query,
     series_from_metadata,
 )
-from signalbox.domains.mailbox import checks as mailbox_checks
-from signalbox.domains.user_activity import checks as activity_checks
-from signalbox.domains.user_activity import schedules as activity_schedules
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.warehouse import WarehouseResource
 from signalbox.simulators.user_activity import Anomaly, parse_anomalies
@@ -56,6 +52,21 @@ DATABASE = "test_iqr_checks"
 
 
 # --------------------------------------------------------------------------- the reference
+
+
+@pytest.fixture(scope="module")
+def activity_checks(code_location):
+    """The user-activity domain's IQR checks (its module needs the dbt manifest)."""
+    from signalbox.domains.user_activity import checks
+
+    return checks
+
+
+@pytest.fixture(scope="module")
+def mailbox_checks(code_location):
+    from signalbox.domains.mailbox import checks
+
+    return checks
 
 
 def reference(
@@ -652,7 +663,9 @@ def test_rule_and_spec_validation():
         clickhouse_iqr_sql(IqrQuery("t", "ts", ("v",), BUCKET), datetime(2024, 1, 1), BUCKET)
 
 
-def test_applied_checks_names_and_keys_load_without_an_engine():
+def test_applied_checks_names_and_keys(mailbox_checks, activity_checks):
+    from signalbox.domains.user_activity import schedules
+
     applied = [*activity_checks.activity_iqr_checks, *mailbox_checks.mailbox_iqr_checks]
     assert activity_checks.ACTIVITY_IQR.asset == dg.AssetKey(["marts", "activity_metrics_15min"])
     assert mailbox_checks.MAILBOX_IQR.asset == dg.AssetKey(["marts", "mailbox_emails_hourly"])
@@ -664,8 +677,8 @@ def test_applied_checks_names_and_keys_load_without_an_engine():
     } | {("marts/mailbox_emails_hourly", "iqr_emails_received")}
     defs = dg.Definitions(
         asset_checks=applied,
-        jobs=[activity_schedules.activity_iqr_job],
-        schedules=[activity_schedules.activity_iqr_schedule],
+        jobs=[schedules.activity_iqr_job],
+        schedules=[schedules.activity_iqr_schedule],
         resources={"clickhouse": ClickHouseResource(), "warehouse": WarehouseResource()},
     )
     assert defs.resolve_job_def("activity_iqr_checks") is not None
@@ -740,7 +753,7 @@ def run_checks(spec: IqrCheckSpec, resources: dict) -> dict[str, dg.AssetCheckEv
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_activity_checks_on_chdb_flag_the_dropped_bucket_only(clickhouse):
+def test_activity_checks_on_chdb_flag_the_dropped_bucket_only(activity_checks, clickhouse):
     now = datetime(2024, 3, 14, 10, 7, tzinfo=UTC)
     create_activity_table(clickhouse, activity_rows(3, now, drop_at_latest=0.3))
     spec = replace(activity_checks.ACTIVITY_IQR, clock=lambda: now)
@@ -765,7 +778,7 @@ def test_activity_checks_on_chdb_flag_the_dropped_bucket_only(clickhouse):
     assert all(e.passed for e in run_checks(spec, {"clickhouse": clickhouse}).values())
 
 
-def test_mailbox_check_on_postgres_bands_each_mailbox(warehouse):
+def test_mailbox_check_on_postgres_bands_each_mailbox(mailbox_checks, warehouse):
     now = datetime(2024, 3, 14, 10, 20, tzinfo=UTC)
     latest = datetime(2024, 3, 14, 9, tzinfo=UTC)
     rng = np.random.default_rng(3)
@@ -859,7 +872,7 @@ def generated(signalbox_home: Path) -> Iterator[tuple[ClickHouseResource, list[A
                 client.command(f"DROP DATABASE IF EXISTS `{GENERATED}{suffix}`")
 
 
-def test_activity_checks_on_the_dbt_model_built_from_generated_actions(generated):
+def test_activity_checks_on_the_dbt_model_built_from_generated_actions(activity_checks, generated):
     """The applied checks, as the schedule runs them a minute after the demo's last
     anomaly bucket closed: messages x4 and views at 30% in D-1's last bucket."""
     resource, anomalies = generated
@@ -887,7 +900,9 @@ def test_activity_checks_on_the_dbt_model_built_from_generated_actions(generated
 _verdicts: dict[IqrRule, dict[str, list[tuple[datetime, bool]]]] = {}
 
 
-def judge_every_bucket(resource, rule: IqrRule) -> dict[str, list[tuple[datetime, bool]]]:
+def judge_every_bucket(
+    spec: IqrCheckSpec, resource, rule: IqrRule
+) -> dict[str, list[tuple[datetime, bool]]]:
     """metric -> (bucket, breached) for every complete bucket of the judged days.
 
     Each bucket's row carries the band it is judged by when it is the latest complete
@@ -899,7 +914,7 @@ def judge_every_bucket(resource, rule: IqrRule) -> dict[str, list[tuple[datetime
     run costs 0.1-0.3 s on chDB: 192 per rule would not fit this module's budget.)"""
     if rule in _verdicts:
         return _verdicts[rule]
-    spec = replace(activity_checks.ACTIVITY_IQR, rule=rule)
+    spec = replace(spec, rule=rule)
     end = JUDGED_FROM + JUDGED_BUCKETS * BUCKET
     days = timedelta(days=len(JUDGED_DAYS))
     series = run_iqr_query(replace(spec, history=days), resource, end + timedelta(minutes=1))
@@ -942,11 +957,15 @@ FIRST_BUCKET_BREACHES = {
 
 
 @pytest.mark.parametrize("smooth", [False, True], ids=["raw", "smoothed"])
-def test_every_bucket_of_generated_days_catches_the_injected_anomalies(generated, smooth):
+def test_every_bucket_of_generated_days_catches_the_injected_anomalies(
+    activity_checks, generated, smooth
+):
     """Every injected anomaly breaches, in its first bucket judged as the check judges
     it, the bands of exactly the metrics FIRST_BUCKET_BREACHES lists for it."""
     resource, anomalies = generated
-    verdicts = judge_every_bucket(resource, IqrRule(smooth_bounds=smooth))
+    verdicts = judge_every_bucket(
+        activity_checks.ACTIVITY_IQR, resource, IqrRule(smooth_bounds=smooth)
+    )
     caught = {
         str(a): {m for m in EFFECTS[a.metric] for b, hit in verdicts[m] if hit and b == a.start}
         for a in anomalies
@@ -973,14 +992,18 @@ def explained(metric: str, bucket: datetime, anomalies) -> bool:
 
 
 @pytest.mark.parametrize("smooth", [False, True], ids=["raw", "smoothed"])
-def test_false_alarms_on_generated_days_stay_at_the_rules_known_rate(generated, smooth, capsys):
+def test_false_alarms_on_generated_days_stay_at_the_rules_known_rate(
+    activity_checks, generated, smooth, capsys
+):
     """Outside the injected anomalies the seed's rule still breaches, about 8% of buckets
     on any noise (see signalbox/checks/iqr.py): bounded here per metric, and printed with
     what the alert sensor would send for them (anomalies included): an alert when a run of
     consecutive breaches starts and a recovery when it ends, one message per bucket for
     all the metrics concerned."""
     resource, anomalies = generated
-    verdicts = judge_every_bucket(resource, IqrRule(smooth_bounds=smooth))
+    verdicts = judge_every_bucket(
+        activity_checks.ACTIVITY_IQR, resource, IqrRule(smooth_bounds=smooth)
+    )
     rates, starts, ends = {}, {}, {}
     for metric, marks in verdicts.items():
         outside = [hit for b, hit in marks if not explained(metric, b, anomalies)]
@@ -996,44 +1019,3 @@ def test_false_alarms_on_generated_days_stay_at_the_rules_known_rate(generated, 
         alerts, recoveries = (len(set().union(*x.values())) / days for x in (starts, ends))
         print(f"  messages a day: {alerts:.1f} alerts, {recoveries:.1f} recoveries")
     assert all(rate <= FALSE_ALARM_BOUND[smooth] for rate in rates.values()), rates
-
-
-def test_ninety_days_of_six_metrics_on_chdb(clickhouse, capsys):
-    """The benchmark figure: the six activity checks over a table of 90 days of 15-minute
-    buckets (goal < 1 s). A check run starts the embedded engine, queries and closes it:
-    that is the figure; the query alone on a running engine, and the bands of all 90
-    days at once, are shown beside it. Asserted loosely: test machines are shared."""
-    now = datetime(2024, 6, 1, 0, 7, tzinfo=UTC)
-    create_activity_table(clickhouse, activity_rows(90, now))
-    spec = replace(activity_checks.ACTIVITY_IQR, clock=lambda: now)
-    run_iqr_query(spec, clickhouse, now)  # the engine's first start in this process
-
-    def best_of_three(work) -> float:
-        timings = []
-        for _ in range(3):
-            started = time.perf_counter()
-            work()
-            timings.append(time.perf_counter() - started)
-        return min(timings)
-
-    bands = {}
-
-    def check_run():
-        points = run_iqr_query(spec, clickhouse, now)
-        assert all(evaluate(m, points[m]).status in (INSIDE, BREACH) for m in spec.metrics)
-
-    cold = best_of_three(check_run)
-    everything = replace(spec, history=timedelta(days=90))
-    with clickhouse.client("benchmark: engine up"):
-        warm_query = best_of_three(lambda: run_iqr_query(spec, clickhouse, now))
-        all_bands = best_of_three(lambda: bands.update(run_iqr_query(everything, clickhouse, now)))
-    assert len(bands["views"]) == 90 * 96 and not spec.rule.smooth_bounds  # the default, raw
-    with capsys.disabled():
-        print()
-        for name, value in (
-            ("activity.iqr_checks_90d_6_metrics", cold),
-            ("activity.iqr_query_90d_6_metrics_engine_up", warm_query),
-            ("activity.iqr_bands_all_90d_6_metrics_engine_up", all_bands),
-        ):
-            print(f"bench {name} {value:.3f} goal <1 {'PASS' if value < 1 else 'MISS'}")
-    assert cold < 5 and warm_query < 5 and all_bands < 10

@@ -34,6 +34,8 @@ import pytest
 
 from signalbox.platform.clickhouse import ClickHouseResource
 
+pytestmark = pytest.mark.integration  # starts engines or processes itself
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "dbt_project" / "activity"
 DBT = str(Path(sys.executable).parent / "dbt")

@@ -43,6 +43,8 @@ import pytest
 
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
 
+pytestmark = pytest.mark.integration  # starts engines or processes itself
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "dbt_project" / "warehouse"
 MADRID = ZoneInfo("Europe/Madrid")

@@ -10,7 +10,6 @@ import sys
 import dagster as dg
 
 from signalbox.platform.clickhouse import ClickHouseResource
-from signalbox.platform.dbt import prepare_projects
 from signalbox.platform.settings import PROJECT_ROOT
 
 RUN = """
@@ -22,8 +21,7 @@ sys.exit(0 if result.success else 1)
 """
 
 
-def test_two_clickhouse_runs_at_once_both_succeed(new_home, env_for, monkeypatch):
-    prepare_projects()
+def test_two_clickhouse_runs_at_once_both_succeed(new_home, env_for, monkeypatch, code_location):
     home = new_home()
     (home / "dagster").mkdir()
     # the instance exists before runs are launched (as under `dagster dev`): two processes

@@ -18,6 +18,8 @@ from signalbox.platform.clickhouse import (
     parse_clickhouse_url,
 )
 
+pytestmark = pytest.mark.integration  # starts engines or processes itself
+
 # A second process using the same SIGNALBOX_HOME: takes the engine, says so, keeps it for
 # HOLD seconds while inserting ROWS rows one client at a time.
 CHILD = textwrap.dedent(

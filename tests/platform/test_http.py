@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from clocks import FakeClock
 
 from signalbox.platform.embedded.ports import free_port
 from signalbox.platform.http import (
@@ -17,21 +18,6 @@ from signalbox.platform.http import (
     redact_url,
 )
 from signalbox.simulators.server import Faults, Response, SimulatorServer
-
-
-class FakeClock:
-    """Monotonic time that moves only when slept on: pacing and backoff without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ from signalbox.platform.object_store import (
     partition_key,
 )
 
+pytestmark = pytest.mark.integration  # starts engines or processes itself
+
 MiB = 1024 * 1024
 BUCKET = "signalbox-test"
 

@@ -12,6 +12,7 @@ import zlib
 import dagster as dg
 import pytest
 import requests
+from clocks import FakeClock
 
 from signalbox.platform.http import HttpResponse
 from signalbox.platform.telegram import (
@@ -241,8 +242,10 @@ def test_flood_control_429_waits_retry_after(sim):
     assert elapsed >= 0.9  # retry_after=1 was honoured, not hammered
 
 
-def test_flood_control_buckets_per_chat_and_per_group(sim):
+def test_flood_control_buckets_per_chat_and_per_group(sim, monkeypatch):
     strict = limit(sim, per_chat_per_second=1.0, burst=2, group_per_minute=2)
+    clock = FakeClock(start=1e6)
+    monkeypatch.setattr(strict, "monotonic", clock)
     url = f"{strict.url}/bot{TOKEN}/sendMessage"
     statuses = [
         requests.post(url, json={"chat_id": chat, "text": "x"}, timeout=5).status_code
@@ -250,7 +253,7 @@ def test_flood_control_buckets_per_chat_and_per_group(sim):
     ]
     # private chat 1: burst of 2; chat 2 unaffected; group -5: burst 2 per chat
     assert statuses == [200, 200, 429, 200, 200, 200, 200]
-    time.sleep(1.05)
+    clock.advance(1.05)
     answer = requests.post(url, json={"chat_id": -5, "text": "x"}, timeout=5)
     assert answer.status_code == 429  # the chat has a token again, the group has not
     body = answer.json()

@@ -397,9 +397,8 @@ def test_one_tick_without_the_daemon(instance, chat):
     assert again.summary == "no new breach or recovery" and again.cursor == tick.cursor
 
 
-def test_the_code_location_sensor_watches_every_domains_iqr_checks(instance):
-    from signalbox.definitions import defs
-
+def test_the_code_location_sensor_watches_every_domains_iqr_checks(instance, code_location):
+    defs = code_location
     sensor = defs.resolve_sensor_def("iqr_alert_sensor")
     assert sensor.minimum_interval_seconds == 60
     assert sensor.required_resource_keys == {"telegram"}

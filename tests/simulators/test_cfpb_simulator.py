@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
+from clocks import FakeClock
 
 from signalbox.simulators.cfpb import SEARCH_PATH, CfpbFaults, CfpbSimulator
 from signalbox.simulators.cfpb_world import IN_PROGRESS, CfpbWorld, sort_millis
@@ -473,10 +474,11 @@ def test_search_throttle_is_drf_like(world):
 def test_throttle_window_slides(world):
     with CfpbSimulator(world, now=NOW, search_rate_per_minute=2) as sim:
         sim.search_throttle.window = 1.0
+        sim.search_throttle.clock = clock = FakeClock()
         url = f"{sim.url}{SEARCH_PATH}"
         codes = [requests.get(url, params={"size": 1}).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
-        time.sleep(1.05)
+        clock.advance(1.05)
         assert requests.get(url, params={"size": 1}).status_code == 200
 
 

@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import re
-import time
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -14,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from clocks import FakeClock
 
 from signalbox.platform.settings import PROJECT_ROOT
 from signalbox.simulators.helpscout import HelpScoutFaults, HelpScoutSimulator
@@ -115,11 +115,14 @@ def test_token_flow_and_expiry(sim):
 
 def test_tokens_expire_after_their_ttl(world):
     with HelpScoutSimulator(world, now=NOW, token_ttl_seconds=1) as sim:
+        sim.clock = clock = FakeClock(start=1_800_000_000.0)
         token = requests.post(f"{sim.url}/v2/oauth2/token", data=CREDENTIALS).json()
         assert token["expires_in"] == 1
         auth = {"Authorization": f"Bearer {token['access_token']}"}
         assert requests.get(f"{sim.url}/v2/mailboxes", headers=auth).status_code == 200
-        time.sleep(1.1)
+        clock.advance(0.9)
+        assert requests.get(f"{sim.url}/v2/mailboxes", headers=auth).status_code == 200
+        clock.advance(0.2)
         assert requests.get(f"{sim.url}/v2/mailboxes", headers=auth).status_code == 401
 
 

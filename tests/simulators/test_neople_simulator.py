@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 import requests
+from clocks import FakeClock
 
 from signalbox.simulators.neople import DEFAULT_API_KEY, NeopleFaults, NeopleSimulator
 from signalbox.simulators.neople_world import (
@@ -498,9 +499,10 @@ def test_rate_limit_per_key(world):
 
 def test_rate_limit_window_slides(world):
     with NeopleSimulator(world, now=NOW, rate_limit=2, rate_window_seconds=1.0) as sim:
+        sim.rate_limit.clock = clock = FakeClock()
         url = f"{sim.url}/df/servers"
         assert [requests.get(url, params=KEY).status_code for _ in range(3)] == [200, 200, 429]
-        time.sleep(1.05)
+        clock.advance(1.05)
         assert requests.get(url, params=KEY).status_code == 200
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,16 +37,19 @@ def iso_utc(moment: datetime) -> str:
 class HelpScoutAuth(AuthProvider):
     """Client-credentials token, fetched lazily and refreshed before it expires."""
 
-    def __init__(self, client_id: str, client_secret: str):
+    def __init__(
+        self, client_id: str, client_secret: str, clock: Callable[[], float] = time.monotonic
+    ):
         self.client_id = client_id
         self.client_secret = client_secret
+        self.clock = clock
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
 
     def headers(self, client: HttpClient) -> dict[str, str]:
         with self._lock:
-            if self._token is None or time.monotonic() > self._expires_at:
+            if self._token is None or self.clock() > self._expires_at:
                 self._fetch(client)
             return {"Authorization": f"Bearer {self._token}"}
 
@@ -68,7 +71,7 @@ class HelpScoutAuth(AuthProvider):
             )
         self._token = token
         # refresh a minute early so a long crawl never sends an expired token
-        self._expires_at = time.monotonic() + max(0, int(body.get("expires_in", 0)) - 60)
+        self._expires_at = self.clock() + max(0, int(body.get("expires_in", 0)) - 60)
 
     def invalidate(self) -> None:
         with self._lock:

@@ -14,9 +14,6 @@ import pytest
 from complaints_helpers import NOW, make_world, resource_for
 from moto_s3 import aws_environment, moto_server
 
-import signalbox.domains.complaints
-from signalbox.domains.complaints.export import EXPORT_KEY, EXPORT_SQL
-from signalbox.platform.dbt import dbt_resource, warehouse_project
 from signalbox.platform.object_store import ObjectStoreResource
 from signalbox.platform.warehouse import WarehouseResource
 from signalbox.simulators.cfpb import CfpbSimulator
@@ -59,7 +56,10 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def built(fresh_database, s3_url) -> Iterator[Built]:
+def built(fresh_database, s3_url, code_location) -> Iterator[Built]:
+    import signalbox.domains.complaints
+    from signalbox.platform.dbt import dbt_resource, warehouse_project
+
     with (
         CfpbSimulator(make_world(), now=NOW, search_rate_per_minute=1_000_000) as sim,
         fresh_database() as warehouse,
@@ -196,6 +196,8 @@ def test_csv_export_equals_sql_over_the_mart(built):
     data = built.store.get_bytes(EXPORT_OBJECT)
     rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
     assert rows[0] == ["state", "product", "company", "complaints"]
+    from signalbox.domains.complaints.export import EXPORT_KEY, EXPORT_SQL
+
     sql = built.warehouse.query(EXPORT_SQL)
     assert rows[1:] == [["" if s is None else s, p, c, str(n)] for s, p, c, n in sql]
     # and the seed's question answered from the source, independently of the mart

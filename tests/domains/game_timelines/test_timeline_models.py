@@ -194,7 +194,7 @@ def test_marts_equal_a_count_over_the_world(builds, stack, world):
 # --------------------------------------------------------------------------- Dagster
 
 
-def test_one_lineage_one_group_one_daily_job():
+def test_one_lineage_one_group_one_daily_job(code_location):
     from signalbox.domains.game_timelines.models import game_timelines_dbt_models
     from signalbox.platform.dbt import dbt_resource, warehouse_project
 

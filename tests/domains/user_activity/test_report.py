@@ -12,13 +12,8 @@ import pytest
 from chat_support import CHAT_TOKEN
 from PIL import Image
 
-from signalbox.domains.user_activity.report import (
+from signalbox.domains.user_activity.kpis import (
     KPIS,
-    REPORT_KEY,
-    DailyReportConfig,
-    activity_daily_kpis_report,
-    activity_daily_report_job,
-    activity_daily_report_schedule,
     compute_changes,
     pct_change,
     render_report,
@@ -92,7 +87,15 @@ def kpi_clickhouse(clickhouse_database) -> Iterator[ClickHouseResource]:
         yield resource
 
 
-def run_report(kpi_clickhouse, simulator, day: date | None = DAY, **telegram_fields):
+@pytest.fixture(scope="module")
+def report(code_location):
+    """The report asset's module (it needs the dbt manifest: integration tests only)."""
+    from signalbox.domains.user_activity import report
+
+    return report
+
+
+def run_report(report, kpi_clickhouse, simulator, day: date | None = DAY, **telegram_fields):
     resource = TelegramResource(
         bot_token=TOKEN,
         chat_id=CHAT,
@@ -104,9 +107,9 @@ def run_report(kpi_clickhouse, simulator, day: date | None = DAY, **telegram_fie
     )
     config = {"report_date": day.isoformat()} if day else {}
     return dg.materialize(
-        [activity_daily_kpis_report],
+        [report.activity_daily_kpis_report],
         resources={"clickhouse": kpi_clickhouse, "telegram": resource},
-        run_config=dg.RunConfig({NODE: DailyReportConfig(**config)}),
+        run_config=dg.RunConfig({NODE: report.DailyReportConfig(**config)}),
         raise_on_error=False,
     )
 
@@ -134,8 +137,8 @@ def sql_expectations(kpi_clickhouse: ClickHouseResource) -> dict[str, float | No
         return dict(zip(result.column_names, result.result_rows[0], strict=True))
 
 
-def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(kpi_clickhouse, chat):
-    result = run_report(kpi_clickhouse, chat)
+def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(report, kpi_clickhouse, chat):
+    result = run_report(report, kpi_clickhouse, chat)
     assert result.success
     [materialization] = result.asset_materializations_for_node(NODE)
     metadata = {k: v.value for k, v in materialization.metadata.items()}
@@ -164,9 +167,9 @@ def test_report_numbers_equal_sql_and_the_chat_gets_text_and_chart(kpi_clickhous
     assert sum(image.size) <= 10000
 
 
-def test_a_failed_send_fails_only_the_report(kpi_clickhouse, chat):
+def test_a_failed_send_fails_only_the_report(report, kpi_clickhouse, chat):
     chat.faults = Faults(error_rate=1.0, error_status=503)
-    result = run_report(kpi_clickhouse, chat)
+    result = run_report(report, kpi_clickhouse, chat)
     assert not result.success
     failure = result.failure_data_for_node(NODE)
     assert "the daily KPI report for 2024-03-14 was not sent" in str(failure.user_failure_data)
@@ -175,33 +178,37 @@ def test_a_failed_send_fails_only_the_report(kpi_clickhouse, chat):
     assert result.asset_materializations_for_node(NODE) == []
 
 
-def test_a_day_without_kpis_is_a_clear_failure(kpi_clickhouse, chat):
-    result = run_report(kpi_clickhouse, chat, day=date(2024, 1, 1))
+def test_a_day_without_kpis_is_a_clear_failure(report, kpi_clickhouse, chat):
+    result = run_report(report, kpi_clickhouse, chat, day=date(2024, 1, 1))
     assert not result.success
     data = str(result.failure_data_for_node(NODE).user_failure_data)
     assert "no KPIs for 2024-01-01 in test_daily_report_marts.activity_kpis_daily" in data
     assert chat.photos == [] and chat.messages == []
 
 
-def test_schedule_job_and_time_zone():
-    assert activity_daily_report_schedule.cron_schedule == "0 11 * * *"
-    assert activity_daily_report_schedule.execution_timezone == "Europe/Moscow"
-    assert activity_daily_report_schedule.job_name == activity_daily_report_job.name
-    assert report_timezone({"SIGNALBOX_REPORT_TIMEZONE": "Asia/Novosibirsk"}) == "Asia/Novosibirsk"
-    with pytest.raises(ValueError, match="SIGNALBOX_REPORT_TIMEZONE"):
-        report_timezone({"SIGNALBOX_REPORT_TIMEZONE": "Nowhere/Town"})
+def test_schedule_and_job(report):
+    assert report.activity_daily_report_schedule.cron_schedule == "0 11 * * *"
+    assert report.activity_daily_report_schedule.execution_timezone == "Europe/Moscow"
+    schedule, job = report.activity_daily_report_schedule, report.activity_daily_report_job
+    assert schedule.job_name == job.name
     defs = dg.Definitions(
-        assets=[activity_daily_kpis_report],
-        jobs=[activity_daily_report_job],
-        schedules=[activity_daily_report_schedule],
+        assets=[report.activity_daily_kpis_report],
+        jobs=[job],
+        schedules=[schedule],
         resources={
             "clickhouse": ClickHouseResource(),
             "telegram": TelegramResource(bot_token="1:x", chat_id="1"),
         },
     )
     assert defs.resolve_job_def("activity_daily_report").asset_layer.selected_asset_keys == {
-        REPORT_KEY
+        report.REPORT_KEY
     }
+
+
+def test_time_zone_and_the_day_reported():
+    assert report_timezone({"SIGNALBOX_REPORT_TIMEZONE": "Asia/Novosibirsk"}) == "Asia/Novosibirsk"
+    with pytest.raises(ValueError, match="SIGNALBOX_REPORT_TIMEZONE"):
+        report_timezone({"SIGNALBOX_REPORT_TIMEZONE": "Nowhere/Town"})
     # 11:00 in Moscow on the 15th reports the 14th. Just after midnight in Moscow (22:00
     # UTC on the 14th) Moscow's yesterday is the 14th, a KPI day (UTC) still running: the
     # report takes the last complete one, the 13th

@@ -4,19 +4,18 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from signalbox.definitions import defs
-from signalbox.domains.user_activity.schedules import (
-    user_activity_every_15_minutes,
-    user_activity_job,
-)
 
+def test_fifteen_minute_ticks_request_todays_partition(code_location):
+    from signalbox.domains.user_activity.schedules import (
+        user_activity_every_15_minutes,
+        user_activity_job,
+    )
 
-def test_fifteen_minute_ticks_request_todays_partition():
     at = datetime(2026, 11, 25, 0, 16, tzinfo=UTC)
     requests = list(
         user_activity_every_15_minutes.evaluate_tick(
             dg.build_schedule_context(
-                scheduled_execution_time=at, repository_def=defs.get_repository_def()
+                scheduled_execution_time=at, repository_def=code_location.get_repository_def()
             )
         ).run_requests
     )
