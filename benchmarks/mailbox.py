@@ -1,13 +1,11 @@
 """Mailbox benchmarks: raw load vs COPY, ingest rate vs the rate limit, incremental vs
-full crawl, and the demo's and code location's wall times. Ratios are measured side by
-side in this one process, on the same embedded PostgreSQL and simulator."""
+full crawl. Ratios are measured side by side in this one process, on the same embedded
+PostgreSQL and simulator."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,7 +25,6 @@ from signalbox.domains.mailbox.ingest import (
     stored_mailbox_ids,
 )
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
-from signalbox.platform.settings import PROJECT_ROOT
 from signalbox.platform.warehouse import RawJsonTable, WarehouseResource, _copy_buffer
 from signalbox.simulators.helpscout import HelpScoutSimulator
 from signalbox.simulators.helpscout_world import HelpScoutWorld
@@ -185,37 +182,6 @@ def bench_incremental_vs_full(server: EmbeddedPostgres) -> None:
         report("mailbox.full_crawl_conversations", full.received)
 
 
-# --------------------------------------------------------------------------- wall times
-
-
-def bench_wall_times() -> None:
-    signalbox = str(Path(sys.executable).with_name("signalbox"))
-    with scratch_home() as home:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("SIGNALBOX_", "HELPSCOUT_"))
-        }
-        env.update(SIGNALBOX_HOME=str(home))
-        env.pop("DAGSTER_HOME", None)
-        started = time.perf_counter()
-        done = subprocess.run(
-            [signalbox, "demo", "--once"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
-        )
-        demo_seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            print(done.stdout[-3000:], done.stderr[-3000:])
-        report("mailbox.demo_once_seconds", demo_seconds, "<180")
-
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", "import signalbox.definitions"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        report("mailbox.definitions_load_seconds", time.perf_counter() - started)
-
-
 def main() -> None:
     with scratch_home() as home:
         server = EmbeddedPostgres(home / "postgres")
@@ -226,7 +192,6 @@ def main() -> None:
             bench_incremental_vs_full(server)
         finally:
             server.stop()
-    bench_wall_times()
 
 
 if __name__ == "__main__":

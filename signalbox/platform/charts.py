@@ -13,12 +13,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import matplotlib.dates as mdates
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+if TYPE_CHECKING:  # matplotlib is imported where a chart is drawn, not when code loads
+    from matplotlib.figure import Figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
@@ -82,6 +81,8 @@ def band_chart(panels: Sequence[BandPanel], *, title: str = "", timezone: str = 
     bucket marked with a red point; the x axis in `timezone` wall-clock time."""
     if not panels:
         raise ValueError("band_chart needs at least one panel")
+    from matplotlib.figure import Figure
+
     zone = ZoneInfo(timezone)
     figure = Figure(figsize=(10, 1.2 + 2.8 * len(panels)), dpi=DPI, layout="constrained")
     axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
@@ -127,6 +128,9 @@ def small_multiples(
     rows = [row for row in rows if row.panels]
     if not rows:
         raise ValueError("small_multiples needs at least one panel")
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+
     columns = max(len(row.panels) for row in rows)
     zone = ZoneInfo(timezone or "UTC")
     figure = Figure(figsize=(3.6 * columns, 0.8 + 2.7 * len(rows)), dpi=DPI, layout="constrained")
@@ -186,6 +190,8 @@ def _floats(values: Sequence[float | None]) -> list[float]:
 def _value_axis(axis, values: Sequence[float], percent: bool) -> None:
     """Percentages for ratios, thousands separated for large numbers, else matplotlib's
     own ticks (which keep the decimals a narrow range needs)."""
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
     if percent:
         axis.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         return
@@ -197,6 +203,8 @@ def _value_axis(axis, values: Sequence[float], percent: bool) -> None:
 
 
 def _time_axis(axis, zone: ZoneInfo, name: str) -> None:
+    import matplotlib.dates as mdates
+
     locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
     axis.xaxis.set_major_locator(locator)
     axis.xaxis.set_major_formatter(mdates.DateFormatter("%d.%m %H:%M"))
@@ -205,6 +213,8 @@ def _time_axis(axis, zone: ZoneInfo, name: str) -> None:
 
 
 def _png(figure: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()

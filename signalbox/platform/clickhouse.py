@@ -27,16 +27,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import clickhouse_connect
 import dagster as dg
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ProgrammingError
 from pydantic import Field
 
 from signalbox.platform.settings import signalbox_home
+
+if TYPE_CHECKING:  # clickhouse-connect is imported when a client opens, not at code load
+    from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +338,8 @@ class ClickHouseResource(dg.ConfigurableResource):
     # ----------------------------------------------------------------- internals
 
     def _open(self) -> Client:
+        import clickhouse_connect
+
         global _open_engine_clients
         if not self.is_embedded:
             server = self.server()
@@ -365,6 +367,9 @@ class ClickHouseResource(dg.ConfigurableResource):
         return client
 
     def _open_embedded(self) -> Client:
+        import clickhouse_connect
+        from clickhouse_connect.driver.exceptions import ProgrammingError
+
         """Open chDB, waiting (within the lock timeout) for a holder outside the guard,
         e.g. a dbt run started by hand: chDB itself fails at once instead of waiting."""
         data_dir = self.data_dir()

@@ -6,6 +6,7 @@ and the CLI import it to build the manifests.
 """
 
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -30,18 +31,22 @@ from signalbox.platform.warehouse import WarehouseResource
 # the dbt installed beside this interpreter, whether or not its virtualenv is activated
 DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
 _SKIPPED_DIRS = {"target", "logs", "dbt_packages"}
+_SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".md")  # what dbt reads (hidden files aside)
 
 
-def project_fingerprint(project_dir: Path) -> str:
-    """A hash of every dbt source file (the shared package's too) and of dbt's version."""
-    from importlib.metadata import version
+@functools.cache
+def sources_fingerprint() -> str:
+    """A hash of every dbt source file under dbt_project/ (the shared package's too) and
+    of dbt's version; build output (target/, logs/, dbt_packages/) is not walked."""
+    from dbt.version import __version__ as dbt_version
 
-    digest = hashlib.sha256(version("dbt-core").encode())
-    for path in sorted(DBT_ROOT.rglob("*")):
-        if path.is_file() and not _SKIPPED_DIRS.intersection(path.relative_to(DBT_ROOT).parts):
+    digest = hashlib.sha256(dbt_version.encode())
+    for folder, dirs, files in os.walk(DBT_ROOT):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
+        for name in sorted(f for f in files if f.endswith(_SOURCE_SUFFIXES) and f[0] != "."):
+            path = Path(folder, name)
             digest.update(str(path.relative_to(DBT_ROOT)).encode())
             digest.update(path.read_bytes())
-    digest.update(str(project_dir).encode())
     return digest.hexdigest()
 
 
@@ -56,7 +61,7 @@ def prepare(project: DbtProject) -> None:
     server and a run worker) wait on one lock instead of parsing twice."""
     target = Path(project.project_dir) / project.target_path
     stamp = target / ".signalbox-fingerprint"
-    fingerprint = project_fingerprint(Path(project.project_dir))
+    fingerprint = sources_fingerprint()
 
     def current() -> bool:
         built = project.manifest_path.exists() and stamp.exists()

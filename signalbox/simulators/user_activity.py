@@ -36,9 +36,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from clickhouse_connect.driver.client import Client
 from pydantic import Field
 
 from signalbox.domains.user_activity.source import UserActionsSource
@@ -56,6 +56,9 @@ from signalbox.domains.user_activity.tables import (
 )
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.stack import LocalStack, stand_in
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 # --------------------------------------------------------------------------- the world's knobs
 

@@ -6,7 +6,6 @@ freshness checks and evaluates without a sensor."""
 from datetime import timedelta
 
 import dagster as dg
-import pandas as pd
 
 from signalbox.domains.complaints.cfpb import CfpbResource, DayWindow
 from signalbox.domains.complaints.ingest import COMPLAINTS, table_exists
@@ -23,6 +22,8 @@ from signalbox.platform.warehouse import WarehouseResource
     ),
 )
 def cfpb_complaints_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    import pandas as pd
+
     with warehouse.connect() as conn, conn.cursor() as cur:
         if not table_exists(cur):
             return dg.AssetCheckResult(passed=False, metadata={"problem": "no table yet"})

@@ -11,7 +11,6 @@ import io
 from datetime import UTC, datetime
 
 import dagster as dg
-import pandas as pd
 
 from signalbox.domains.complaints import GROUP
 from signalbox.domains.complaints.models import COMPLAINTS_DAILY_MART
@@ -48,6 +47,8 @@ def complaints_by_state_product_company(
     warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
 ) -> dg.MaterializeResult:
+    import pandas as pd
+
     buffer = io.StringIO()
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute(f"SELECT max(date_received), count(*) FROM {MART}")

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from signalbox.domains.complaints import GROUP
@@ -103,6 +102,8 @@ def build_cfpb_complaints_asset(retry_policy: dg.RetryPolicy) -> dg.AssetsDefini
         cfpb: CfpbResource,
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
+        import pandas as pd
+
         client = cfpb.client(logger=context.log)
         progress = _Progress(context)
         try:

@@ -8,7 +8,6 @@ run on their own (e.g. from the UI) they look at the last week of stored days.
 from datetime import date, timedelta
 
 import dagster as dg
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -64,6 +63,8 @@ def neople_timeline_parquet_matches_postgres(
     warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
 ) -> dg.AssetCheckResult:
+    import pandas as pd
+
     days = checked_days(context, warehouse)
     rows = []
     with warehouse.connect() as conn, conn.cursor() as cur:
@@ -116,6 +117,8 @@ def neople_timeline_parquet_matches_postgres(
 def neople_timeline_rows_for_active_characters(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
+    import pandas as pd
+
     days = checked_days(context, warehouse)
     rows = []
     with warehouse.connect() as conn, conn.cursor() as cur:

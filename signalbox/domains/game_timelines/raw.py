@@ -15,7 +15,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from signalbox.domains.game_timelines import GROUP, notify
@@ -279,6 +278,8 @@ def _restore(context, state, day, characters, warehouse, object_store):
 
 
 def _markdown(rows: list[dict[str, Any]], empty: str) -> dg.MetadataValue:
+    import pandas as pd
+
     if not rows:
         return dg.MetadataValue.md(f"_{empty}_")
     return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False))

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import dagster as dg
-import pandas as pd
 
 from signalbox.checks.iqr import IqrCheckSpec, IqrRule, iqr_checks
 from signalbox.domains.mailbox.helpscout import HelpScoutResource
@@ -23,6 +22,8 @@ from signalbox.platform.warehouse import WarehouseResource
 def helpscout_conversations_match_api(
     helpscout: HelpScoutResource, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
+    import pandas as pd
+
     client = helpscout.client()
     since = helpscout.backfill_start_at()
     stored = dict(

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pandas as pd
 
 from signalbox.domains.mailbox import GROUP
 from signalbox.domains.mailbox.helpscout import HelpScoutResource
@@ -31,6 +30,8 @@ def helpscout_mailboxes(
     helpscout: HelpScoutResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
+    import pandas as pd
+
     client = helpscout.client(logger=context.log)
     fetched, counts = load_mailboxes(client, warehouse)
     total = warehouse.scalar(f"SELECT count(*) FROM {MAILBOXES.name}")
@@ -64,6 +65,8 @@ def helpscout_conversations(
     helpscout: HelpScoutResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
+    import pandas as pd
+
     client = helpscout.client(logger=context.log)
     progress = _Progress(context)
     result = crawl_conversations(

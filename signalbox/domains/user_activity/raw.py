@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import dagster as dg
-import pandas as pd
 
 from signalbox.domains.user_activity import GROUP
 from signalbox.domains.user_activity.source import UserActionsSource
@@ -154,6 +153,8 @@ def _origin(landed: LandedDay) -> dict[str, object]:
 
 
 def _markdown(rows: list) -> dg.MetadataValue:
+    import pandas as pd
+
     header, *body = rows
     if not body:
         return dg.MetadataValue.md("_no rows this day_")
