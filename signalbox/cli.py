@@ -50,6 +50,8 @@ def run_demo(once: bool, port: int = 3000) -> int:
     with local_stack() as stack:
         for name, url in stack.services.items():
             print(f"  {name}: {_shown(url)}")
+        from signalbox.demo import materialize_all
+
         ok = materialize_all(send_alerts_now=once)
         print(f"demo: materialized in {time.monotonic() - started:.0f}s")
         if once:
@@ -64,139 +66,6 @@ def run_demo(once: bool, port: int = 3000) -> int:
         finally:
             stop_process_group(ui)
     return 0 if ok else 1
-
-
-# Dagster's run tags for a partition range (a single-run backfill)
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def materialize_all(recent_days: int = 8, send_alerts_now: bool = False) -> bool:
-    """Every asset and check once, on the local instance, printing a line for each.
-
-    Partitioned domains first, each as one single-run backfill over its last
-    `recent_days` complete partitions (a week for the daily report's week-over-week),
-    then everything unpartitioned (reports read the partitioned marts)."""
-    import dagster as dg
-
-    from signalbox.definitions import defs
-
-    instance = dg.DagsterInstance.get()
-    graph = defs.resolve_asset_graph()
-    job = defs.resolve_implicit_global_asset_job_def()
-    by_partitions: dict = {}
-    for key in graph.materializable_asset_keys:
-        by_partitions.setdefault(graph.get(key).partitions_def, []).append(key)
-    results = []
-    for partitions_def, keys in sorted(by_partitions.items(), key=lambda kv: kv[0] is None):
-        tags = {}
-        if partitions_def is not None:
-            chosen = recent_complete_partitions(partitions_def, recent_days)
-            tags = {RANGE_START_TAG: chosen[0], RANGE_END_TAG: chosen[-1]}
-            print(f"materializing {len(keys)} partitioned assets for {chosen[0]}..{chosen[-1]}")
-        else:
-            print(f"materializing {len(keys)} assets")
-        results.append(
-            job.get_subset(asset_selection=set(keys)).execute_in_process(
-                instance=instance,
-                tags=tags,
-                raise_on_error=False,
-                # progress (pages crawled, models built) without per-event debug lines
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            )
-        )
-    ok = print_statuses(graph, results)
-    for line in evaluate_run_status_sensors(defs, instance, results):
-        print(line)
-    if send_alerts_now:
-        from signalbox.checks.iqr import iqr_check_keys
-        from signalbox.platform.telegram import TelegramResource
-        from signalbox.sensors.iqr_alerts import send_alerts
-
-        # what the alert sensor does every minute under `dagster dev`, once, right now
-        check_keys = iqr_check_keys(defs.asset_checks or [])
-        with TelegramResource.from_env().process_config_and_initialize_cm() as telegram:
-            tick = send_alerts(instance, telegram, None, check_keys=check_keys)
-        print(f"\non-call chat (IQR alerts): {tick.summary}")
-    return ok
-
-
-def evaluate_run_status_sensors(defs, instance, results) -> list[str]:
-    """One tick of every run-status sensor for each run executed here (the daemon only
-    hears of runs that end after it starts, and these ended before `dagster dev` did);
-    a line for each tick that said something."""
-    import dagster as dg
-
-    lines = []
-    sensors = [s for s in defs.sensors or [] if isinstance(s, dg.RunStatusSensorDefinition)]
-    for result in results:
-        run = instance.get_run_by_id(result.run_id)
-        ended = {
-            dg.DagsterRunStatus.SUCCESS: dg.DagsterEventType.RUN_SUCCESS,
-            dg.DagsterRunStatus.FAILURE: dg.DagsterEventType.RUN_FAILURE,
-        }.get(run.status)
-        if ended is None:
-            continue
-        (record,) = instance.get_records_for_run(run.run_id, of_type=ended).records
-        for sensor in sensors:
-            with dg.build_run_status_sensor_context(
-                sensor_name=sensor.name,
-                dagster_instance=instance,
-                dagster_run=run,
-                dagster_event=record.event_log_entry.get_dagster_event(),
-                resources=defs.resources,
-            ) as context:
-                outcome = sensor(context)
-            if isinstance(outcome, dg.SkipReason):
-                lines.append(f"{sensor.name}: {outcome.skip_message}")
-    return lines
-
-
-def recent_complete_partitions(partitions_def, count: int) -> list[str]:
-    """The last `count` partition keys whose time window has ended."""
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    keys = [
-        key
-        for key in partitions_def.get_partition_keys(current_time=now)
-        if partitions_def.time_window_for_partition_key(key).end <= now
-    ]
-    return keys[-count:]
-
-
-def print_statuses(graph, results) -> bool:
-    """One line per asset (status, partitions, last row count) and per check."""
-    materialized: dict = {}
-    checks = {}
-    for result in results:
-        for event in result.get_asset_materialization_events():
-            materialized.setdefault(event.asset_key, []).append(
-                event.step_materialization_data.materialization
-            )
-        for check in result.get_asset_check_evaluations():
-            checks[check.asset_check_key] = check
-    failed = False
-    print(f"\n{'asset':<60} {'status':<14} rows")
-    for key in sorted(graph.materializable_asset_keys, key=str):
-        events = materialized.get(key)
-        if not events:
-            failed = True
-            print(f"{key.to_user_string():<60} {'FAILED':<14} -")
-            continue
-        status = "ok" if len(events) == 1 else f"ok ({len(events)} parts)"
-        rows = events[-1].metadata.get("dagster/row_count")
-        print(f"{key.to_user_string():<60} {status:<14} {rows.value if rows else '-'}")
-    print(f"\n{'check':<80} status")
-    for check in sorted(checks.values(), key=lambda c: (str(c.asset_key), c.check_name)):
-        status = "passed" if check.passed else f"FAILED ({check.severity.value.lower()})"
-        name = f"{check.asset_key.to_user_string()}:{check.check_name}"
-        print(f"{name:<80} {status}")
-    for result in results:
-        for failure in result.get_step_failure_events():
-            error = failure.event_specific_data.error
-            print(f"\nstep {failure.step_key} failed: {error.message if error else '?'}")
-    return all(r.success for r in results) and not failed
 
 
 # --------------------------------------------------------------------------- UI
