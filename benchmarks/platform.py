@@ -60,6 +60,9 @@ def bench_demo_once(env: dict[str, str]) -> None:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:])
+        raise SystemExit(
+            f"signalbox demo --once failed (exit {done.returncode}) after {seconds:.0f}s"
+        )
     report("platform.demo_once_seconds", seconds, "<90")
 
 

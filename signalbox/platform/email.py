@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import logging
 import mimetypes
-import os
 import smtplib
 import ssl
 from collections.abc import Iterable, Sequence
@@ -34,7 +33,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from signalbox.platform.settings import env_flag
+from signalbox.platform.settings import env_fields, env_flag, env_int_fields
 
 log = logging.getLogger(__name__)
 
@@ -147,18 +146,16 @@ class EmailResource(dg.ConfigurableResource):
     @classmethod
     def from_env(cls, **overrides: Any) -> EmailResource:
         """Fields from the environment variables that are set; the rest keep defaults."""
-        variables = {
-            "host": "SIGNALBOX_SMTP_HOST",
-            "username": "SIGNALBOX_SMTP_USER",
-            "password": "SIGNALBOX_SMTP_PASSWORD",
-            "sender": "SIGNALBOX_MAIL_FROM",
-            "recipients": "SIGNALBOX_MAIL_TO",
-        }
         fields: dict[str, Any] = {
-            name: dg.EnvVar(var) for name, var in variables.items() if os.environ.get(var)
+            **env_fields(
+                host="SIGNALBOX_SMTP_HOST",
+                username="SIGNALBOX_SMTP_USER",
+                password="SIGNALBOX_SMTP_PASSWORD",
+                sender="SIGNALBOX_MAIL_FROM",
+                recipients="SIGNALBOX_MAIL_TO",
+            ),
+            **env_int_fields(port="SIGNALBOX_SMTP_PORT"),
         }
-        if os.environ.get("SIGNALBOX_SMTP_PORT"):
-            fields["port"] = dg.EnvVar.int("SIGNALBOX_SMTP_PORT")
         # switches, not secrets: read now (Dagster has no boolean EnvVar)
         fields["starttls"] = env_flag("SIGNALBOX_SMTP_STARTTLS")
         fields["use_ssl"] = env_flag("SIGNALBOX_SMTP_SSL")

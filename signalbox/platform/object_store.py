@@ -33,6 +33,8 @@ import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, PrivateAttr
 
+from signalbox.platform.settings import env_fields
+
 if TYPE_CHECKING:  # imported where used: dagster-aws alone costs the code location 0.6 s
     from boto3.s3.transfer import TransferConfig
     from dagster_aws.s3 import S3Resource
@@ -138,15 +140,12 @@ class ObjectStoreResource(dg.ConfigurableResource):
     @classmethod
     def from_env(cls, **overrides: Any) -> ObjectStoreResource:
         """Fields from the environment variables that are set; the rest keep defaults."""
-        variables = {
-            "bucket": "SIGNALBOX_S3_BUCKET",
-            "prefix": "SIGNALBOX_S3_PREFIX",
-            "region": "AWS_REGION",
-            "endpoint_url": "SIGNALBOX_S3_ENDPOINT_URL",
-        }
-        fields: dict[str, Any] = {
-            name: dg.EnvVar(var) for name, var in variables.items() if os.environ.get(var)
-        }
+        fields = env_fields(
+            bucket="SIGNALBOX_S3_BUCKET",
+            prefix="SIGNALBOX_S3_PREFIX",
+            region="AWS_REGION",
+            endpoint_url="SIGNALBOX_S3_ENDPOINT_URL",
+        )
         return cls(**{**fields, **overrides})
 
     # -- the library's resource and client

@@ -39,3 +39,8 @@ def env_fields(**fields: str) -> dict[str, EnvVar]:
     """`field=VARIABLE` pairs -> `{field: EnvVar(VARIABLE)}` for the variables that are set,
     so a resource's unset fields keep their defaults and no value enters run config."""
     return {field: EnvVar(var) for field, var in fields.items() if os.environ.get(var)}
+
+
+def env_int_fields(**fields: str) -> dict[str, EnvVar]:
+    """`env_fields` for integer fields (`EnvVar.int`)."""
+    return {field: EnvVar.int(var) for field, var in fields.items() if os.environ.get(var)}

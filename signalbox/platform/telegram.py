@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterable
@@ -40,6 +39,7 @@ from signalbox.platform.http import (
     redact_url,
     retry_after_seconds,
 )
+from signalbox.platform.settings import env_fields
 
 SOURCE = "telegram"
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -475,9 +475,8 @@ class TelegramResource(HttpApiResource):
         fields: dict[str, Any] = {
             "bot_token": dg.EnvVar("TELEGRAM_BOT_TOKEN"),
             "chat_id": dg.EnvVar("TELEGRAM_CHAT_ID"),
+            **env_fields(base_url="TELEGRAM_API_URL"),
         }
-        if os.environ.get("TELEGRAM_API_URL"):
-            fields["base_url"] = dg.EnvVar("TELEGRAM_API_URL")
         return cls(**{**fields, **overrides})
 
     def client(self, logger: logging.Logger | Any | None = None) -> TelegramClient:

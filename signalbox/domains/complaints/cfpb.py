@@ -13,14 +13,12 @@ position and `_id`. Fields this code does not know are kept verbatim.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import dagster as dg
 from pydantic import Field
 
 from signalbox.platform.http import (
@@ -31,6 +29,7 @@ from signalbox.platform.http import (
     RetryPolicy,
     redact_url,
 )
+from signalbox.platform.settings import env_fields, env_int_fields
 
 SOURCE = "cfpb"
 DEFAULT_BASE_URL = (
@@ -344,18 +343,14 @@ class CfpbResource(HttpApiResource):
     @classmethod
     def from_env(cls, **overrides: Any) -> CfpbResource:
         """Fields from the environment variables that are set; the rest keep defaults."""
-        strings = {"base_url": "CFPB_BASE_URL", "backfill_start": "CFPB_BACKFILL_START"}
-        numbers = {
-            "rate_limit_per_minute": "CFPB_RATE_LIMIT_PER_MINUTE",
-            "backfill_days": "CFPB_BACKFILL_DAYS",
-            "lookback_days": "CFPB_LOOKBACK_DAYS",
+        fields = {
+            **env_fields(base_url="CFPB_BASE_URL", backfill_start="CFPB_BACKFILL_START"),
+            **env_int_fields(
+                rate_limit_per_minute="CFPB_RATE_LIMIT_PER_MINUTE",
+                backfill_days="CFPB_BACKFILL_DAYS",
+                lookback_days="CFPB_LOOKBACK_DAYS",
+            ),
         }
-        fields: dict[str, Any] = {
-            name: dg.EnvVar(var) for name, var in strings.items() if os.environ.get(var)
-        }
-        fields.update(
-            {name: dg.EnvVar.int(var) for name, var in numbers.items() if os.environ.get(var)}
-        )
         return cls(**{**fields, **overrides})
 
     def backfill_start_date(self) -> date | None:

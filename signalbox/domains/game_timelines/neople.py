@@ -12,7 +12,6 @@ every other code fails the request at once. A timeline is read one KST day at a 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from signalbox.platform.http import (
     HttpClient,
     RateLimiter,
 )
+from signalbox.platform.settings import env_fields, env_int_fields
 
 SOURCE = "neople"
 DEFAULT_BASE_URL = "https://api.neople.co.kr"
@@ -321,11 +321,9 @@ class NeopleResource(HttpApiResource):
         fields: dict[str, Any] = {
             "api_key": dg.EnvVar("NEOPLE_API_KEY"),
             "characters": dg.EnvVar("NEOPLE_CHARACTERS"),
+            **env_fields(base_url="NEOPLE_BASE_URL"),
+            **env_int_fields(rate_limit_per_minute="NEOPLE_RATE_LIMIT_PER_MINUTE"),
         }
-        if os.environ.get("NEOPLE_BASE_URL"):
-            fields["base_url"] = dg.EnvVar("NEOPLE_BASE_URL")
-        if os.environ.get("NEOPLE_RATE_LIMIT_PER_MINUTE"):
-            fields["rate_limit_per_minute"] = dg.EnvVar.int("NEOPLE_RATE_LIMIT_PER_MINUTE")
         return cls(**{**fields, **overrides})
 
     def character_refs(self) -> list[CharacterRef]:

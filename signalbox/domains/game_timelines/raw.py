@@ -106,9 +106,10 @@ def neople_timeline_events(
         characters = client.resolve(neople.character_refs())
         fingerprint = character_fingerprint(characters)
         for current in days:
-            outcome, metadata = _run_day(
+            metadata = _run_day(
                 context, config, client, characters, fingerprint, current, warehouse, object_store
             )
+            outcome = notify.DayOutcome.from_metadata(current, metadata)
             outcomes.append(outcome)
             context.add_asset_metadata(metadata, partition_key=current.isoformat())
             if outcome.status in ("loaded", "restored"):
@@ -150,24 +151,16 @@ def _run_day(
     day: date,
     warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
-) -> tuple[notify.DayOutcome, dict[str, Any]]:
-    """Skip the day if it is stored (and no refetch), else fetch it and replace it."""
+) -> dict[str, Any]:
+    """Skip the day if it is stored (and no refetch), else fetch it and replace it; the
+    day's metadata (what the notices are written from, too)."""
     state = stored_state(warehouse, object_store, day, fingerprint)
     if state.complete and not config.refetch:
         stored = state.stored
         assert stored is not None
         context.log.info(f"neople {day}: skipped, already stored ({state.reason})")
         with_rows = sum(1 for c in stored.details.get("characters", []) if c.get("rows"))
-        outcome = notify.DayOutcome(
-            day,
-            "skipped",
-            rows=stored.row_count,
-            characters_with_rows=with_rows,
-            characters=len(characters),
-            object_url=stored.object_url,
-            parquet_bytes=stored.object_size,
-        )
-        return outcome, {
+        return {
             "status": "skipped: already stored",
             "dagster/row_count": stored.row_count,
             "characters": with_rows,
@@ -217,18 +210,7 @@ def _run_day(
         f"({rows.pages} pages, replaced {loaded.replaced_rows:,} rows) in {seconds:.1f}s: "
         f"{loaded.stored.url}"
     )
-    outcome = notify.DayOutcome(
-        day,
-        "loaded",
-        rows=loaded.rows,
-        characters_with_rows=with_rows,
-        characters=len(characters),
-        pages=rows.pages,
-        object_url=loaded.stored.url,
-        parquet_bytes=loaded.stored.size,
-        replaced_rows=loaded.replaced_rows,
-    )
-    return outcome, {
+    return {
         "status": "loaded",
         "dagster/row_count": loaded.rows,
         "window": f"{day} 00:00..23:59 KST",
@@ -255,17 +237,7 @@ def _restore(context, state, day, characters, warehouse, object_store):
     context.log.info(f"neople {day}: reloading Postgres from the object store ({state.reason})")
     loaded = restore_day(warehouse, object_store, stored)
     with_rows = sum(1 for c in stored.details.get("characters", []) if c.get("rows"))
-    outcome = notify.DayOutcome(
-        day,
-        "restored",
-        rows=loaded.rows,
-        characters_with_rows=with_rows,
-        characters=characters,
-        object_url=loaded.stored.url,
-        parquet_bytes=loaded.stored.size,
-        replaced_rows=loaded.replaced_rows,
-    )
-    return outcome, {
+    return {
         "status": "restored from the object store (the API was not called)",
         "dagster/row_count": loaded.rows,
         "characters": with_rows,
