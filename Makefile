@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check signalbox tests benchmarks
 	status=0; for project in $(DBT_PROJECTS); do \
 	  $(BIN)/dbt deps --quiet --project-dir $$project --profiles-dir $$project || exit 1; \
-	  (cd $$project && $(CURDIR)/$(BIN)/sqlfluff lint models tests) || status=1; \
+	  (cd $$project && $(CURDIR)/$(BIN)/sqlfluff lint --processes 2 models tests) || status=1; \
 	done; exit $$status
 
 format: $(STAMP)

@@ -35,11 +35,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     docs = commands.add_parser("docs", help="generate and serve the dbt docs")
     docs.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return run_demo(once=args.once, port=args.port)
-    if args.command == "docs":
-        return run_docs(port=args.port)
+    stop_on_signals()
+    try:
+        if args.command == "demo":
+            return run_demo(once=args.once, port=args.port)
+        if args.command == "docs":
+            return run_docs(port=args.port)
+    except KeyboardInterrupt as stopped:
+        print(f"\nstopped ({stopped or 'SIGINT'}); everything it started is stopped")
+        return 130
     return 2
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a process manager, `docker stop`) stop the command alike: both
+    raise KeyboardInterrupt once, so everything started is stopped in order; signals that
+    arrive while stopping are ignored. Set explicitly, as a process started in the
+    background by a shell inherits SIGINT ignored, and Python then never handles it."""
+
+    def stop(signum: int, frame) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 # --------------------------------------------------------------------------- demo

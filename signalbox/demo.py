@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -40,13 +39,22 @@ def materialize_all(recent_days: int = 8, send_alerts_now: bool = False) -> bool
     run_ids: list[str] = []
     errors: list[str] = []
     workers = min(len(groups), os.cpu_count() or 2)  # dbt and Dagster keep a core busy each
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        futures = {group: pool.submit(materialize_group, group, recent_days) for group in groups}
-        for group, future in futures.items():
+    pool = spawn.Pool(workers)
+    try:
+        pending = {
+            group: pool.apply_async(materialize_group, (group, recent_days)) for group in groups
+        }
+        for group, result in pending.items():
             try:
-                run_ids += future.result()
+                run_ids += result.get()
             except Exception as exc:  # the process died: its runs are whatever was recorded
                 errors.append(f"domain {group}: {type(exc).__name__}: {exc}")
+        pool.close()
+    except KeyboardInterrupt:
+        pool.terminate()  # Ctrl-C or SIGTERM: stop the domains' runs too
+        raise
+    finally:
+        pool.join()
     ok = print_statuses(graph, instance, run_ids) and not errors
     for error in errors:
         print(f"\n{error}")
