@@ -21,7 +21,9 @@ MATERIALIZATIONS = """{ assetsOrError { ... on AssetConnection { nodes {
 def test_demo_serves_lineage_and_materializations(run_cli):
     port = free_port()
     week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
-    demo = run_cli("demo", "--port", str(port), HELPSCOUT_BACKFILL_START=week_ago)
+    demo = run_cli(
+        "demo", "--port", str(port), HELPSCOUT_BACKFILL_START=week_ago, CFPB_BACKFILL_START=week_ago
+    )
     demo.wait_for(f"Dagster UI: http://127.0.0.1:{port}", timeout=900)
     graphql = f"http://127.0.0.1:{port}/graphql"
 

@@ -28,7 +28,9 @@ BACKFILL_START = "2026-02-24"
 def stack(fresh_database):
     """One simulator and one warehouse database for the module's single materialization."""
     with (
-        HelpScoutSimulator(world=HelpScoutWorld(seed=11), now=NOW) as sim,
+        HelpScoutSimulator(
+            world=HelpScoutWorld(seed=11), now=NOW, rate_limit_per_minute=100_000
+        ) as sim,
         fresh_database() as warehouse,
     ):
         yield sim, warehouse
