@@ -13,7 +13,7 @@ import importlib
 import subprocess
 import sys
 
-DOMAINS = ["platform", "mailbox", "user_activity", "game_timelines"]
+DOMAINS = ["platform", "alerts", "mailbox", "user_activity", "game_timelines"]
 
 
 def main(argv: list[str]) -> int:

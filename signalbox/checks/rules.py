@@ -80,23 +80,27 @@ class IqrRule:
 
 @dataclass(frozen=True)
 class SeasonalRule:
-    """The band from the same bucket of the previous `k` periods (days by default).
+    """A band around what the same bucket held in the previous `k` periods (weeks by
+    default, so Mondays are judged by Mondays).
 
-    Their quartiles are scaled by the level ratio r: the last `level_buckets` buckets'
-    values over their own seasonal medians, clamped to `level_clamp` (a busier weekend,
-    a growing product), and widened by `a` times the larger of the scaled IQR and, for
-    counts, sqrt(expected), the Poisson noise of a count. A bucket is judged once
-    `min_seasons` of its previous periods have a value; a count whose expected and
-    observed values are both under `min_volume` is not judged (tiny counts page no one).
-    """
+    The expected value is their median scaled by the level ratio r (the last
+    `level_buckets` buckets' values over their own expected ones, clamped to
+    `level_clamp`: a busier day, a growing product). The band is the expected value plus
+    or minus `a` times the larger of `relative_floor` x expected (day-to-day noise) and,
+    for counts, `count_noise` x sqrt(expected): Poisson noise, widened for the median of a
+    few periods being an estimate. A bucket is judged once `min_seasons` periods have a
+    value; a count within `min_volume` of the expected value is not judged, so a handful
+    of events pages no one. Defaults measured by benchmarks/alerts.py (notes/iqr.md)."""
 
     a: float = 3.0
-    k: int = 7
-    period: timedelta = timedelta(days=1)
+    k: int = 3
+    period: timedelta = timedelta(days=7)
     level_buckets: int = 8
     level_clamp: tuple[float, float] = (0.5, 2.0)
-    min_seasons: int = 4
-    min_volume: float = 10.0
+    min_seasons: int = 1
+    min_volume: float = 20.0
+    relative_floor: float = 0.10
+    count_noise: float = 1.5
     direction: Direction = "both"
 
     def __post_init__(self) -> None:
@@ -105,6 +109,8 @@ class SeasonalRule:
         _whole(self.level_buckets, "SeasonalRule.level_buckets", minimum=0)
         _whole(self.min_seasons, "SeasonalRule.min_seasons")
         _number(self.min_volume, "SeasonalRule.min_volume")
+        _number(self.relative_floor, "SeasonalRule.relative_floor")
+        _number(self.count_noise, "SeasonalRule.count_noise")
         _direction(self.direction, "SeasonalRule.direction")
         if self.min_seasons > self.k:
             raise IqrConfigError(
@@ -133,10 +139,11 @@ class SeasonalRule:
 
     def describe(self) -> str:
         days = self.period_seconds / 86400
-        unit = f"{days:g}-day" if days != 1 else "day"
+        unit = {1: "day", 7: "week"}.get(days, f"{days:g}-day period")
         return (
-            f"seasonal: same bucket over the previous {self.k} x {unit}, a={self.a:g},"
-            f" level over {self.level_buckets} buckets, min volume {self.min_volume:g},"
+            f"seasonal: the same bucket over the previous {self.k} x {unit}, a={self.a:g},"
+            f" level over {self.level_buckets} buckets, floors {self.relative_floor:g} x"
+            f" expected / {self.count_noise:g} x sqrt(expected), min volume {self.min_volume:g},"
             f" direction={self.direction}"
         )
 

@@ -286,8 +286,9 @@ def _banded_and_judged(plan: _Plan, stats: str) -> str:
 
 
 def _seasonal_band(i: int, metric: Metric, rule: SeasonalRule) -> list[str]:
-    """Quartiles and band scaled by the level ratio; counts' spread floored at the
-    Poisson noise of the expected value; tiny counts not judged."""
+    """The expected value (the seasonal median scaled by the level ratio) plus or minus
+    `a` times the spread floors; a count within `min_volume` of expected is not judged.
+    q25/q75 are the scaled seasonal quartiles, for the reader."""
     v = f"v_{i}"
     low, high = (repr(float(x)) for x in rule.level_clamp)
     ratio = f"lv_{i} / lm_{i}"
@@ -295,21 +296,20 @@ def _seasonal_band(i: int, metric: Metric, rule: SeasonalRule) -> list[str]:
         f"(CASE WHEN lm_{i} > 0 THEN (CASE WHEN {ratio} < {low} THEN {low}"
         f" WHEN {ratio} > {high} THEN {high} ELSE {ratio} END) ELSE 1.0 END)"
     )
-    q25, q50, q75 = f"({r} * g25_{i})", f"({r} * g50_{i})", f"({r} * g75_{i})"
-    iqr = f"({q75} - {q25})"
+    expected = f"({r} * g50_{i})"
+    spread = f"({rule.relative_floor!r} * abs({expected}))"
     if metric.kind == "count":
-        noise = f"sqrt(CASE WHEN {q50} > 0 THEN {q50} ELSE 0 END)"
-        spread = f"(CASE WHEN {noise} > {iqr} THEN {noise} ELSE {iqr} END)"
-        volume = repr(float(rule.min_volume))
-        judge = f"CASE WHEN {q50} < {volume} AND ({v} IS NULL OR {v} < {volume}) THEN 0 ELSE 1 END"
+        noise = f"{rule.count_noise!r} * sqrt(CASE WHEN {expected} > 0 THEN {expected} ELSE 0 END)"
+        spread = f"(CASE WHEN {noise} > {spread} THEN {noise} ELSE {spread} END)"
+        judge = f"CASE WHEN abs({v} - {expected}) < {rule.min_volume!r} THEN 0 ELSE 1 END"
     else:
-        spread, judge = iqr, "1"
+        judge = "1"
     a = repr(float(rule.a))
     return [
-        f"{q25} AS q25_{i}",
-        f"{q75} AS q75_{i}",
-        f"{q25} - {a} * {spread} AS lower_{i}",
-        f"{q75} + {a} * {spread} AS upper_{i}",
+        f"{r} * g25_{i} AS q25_{i}",
+        f"{r} * g75_{i} AS q75_{i}",
+        f"{expected} - {a} * {spread} AS lower_{i}",
+        f"{expected} + {a} * {spread} AS upper_{i}",
         f"{judge} AS judge_{i}",
     ]
 

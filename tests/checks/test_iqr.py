@@ -765,8 +765,9 @@ def run_checks(spec: IqrCheckSpec, resources: dict) -> dict[str, dg.AssetCheckEv
 
 
 def test_activity_checks_on_chdb_flag_the_dropped_bucket_only(activity_checks, clickhouse):
-    now = datetime(2024, 3, 14, 10, 7, tzinfo=UTC)
-    create_activity_table(clickhouse, activity_rows(3, now, drop_at_latest=0.3))
+    now = datetime(2024, 3, 14, 10, 7, tzinfo=UTC)  # 09:45-10:00 is the bucket due by now
+    # eight days: the default rule's band is the same bucket a week before
+    create_activity_table(clickhouse, activity_rows(8, now, drop_at_latest=0.3))
     spec = replace(activity_checks.ACTIVITY_IQR, clock=lambda: now)
     evaluations = run_checks(spec, {"clickhouse": clickhouse})
     assert set(evaluations) == {f"iqr_{m}" for m in activity_checks.ACTIVITY_METRICS}
@@ -785,7 +786,7 @@ def test_activity_checks_on_chdb_flag_the_dropped_bucket_only(activity_checks, c
     ctr = metadata_values(evaluations["iqr_ctr"].metadata)
     assert ctr["status"] == INSIDE and 0.1 < ctr["value"] < 0.3
 
-    create_activity_table(clickhouse, activity_rows(3, now))  # the same day without the drop
+    create_activity_table(clickhouse, activity_rows(8, now))  # the same days without the drop
     assert all(e.passed for e in run_checks(spec, {"clickhouse": clickhouse}).values())
 
 
@@ -883,13 +884,16 @@ def generated(signalbox_home: Path) -> Iterator[tuple[ClickHouseResource, list[A
                 client.command(f"DROP DATABASE IF EXISTS `{GENERATED}{suffix}`")
 
 
-def test_activity_checks_on_the_dbt_model_built_from_generated_actions(activity_checks, generated):
-    """The applied checks, as the schedule runs them a minute after the demo's last
-    anomaly bucket closed: messages x4 and views at 30% in D-1's last bucket."""
+def test_the_seed_rule_on_the_dbt_model_built_from_generated_actions(activity_checks, generated):
+    """The seed's rule on the activity checks, a minute after the demo's last anomaly
+    bucket closed: messages x4 and views at 30% in D-1's last bucket."""
     resource, anomalies = generated
     last = max(anomalies, key=lambda a: a.start)
     spec = replace(
-        activity_checks.ACTIVITY_IQR, clock=lambda: last.start + BUCKET + timedelta(minutes=1)
+        activity_checks.ACTIVITY_IQR,
+        rule=IqrRule(),
+        lag=timedelta(0),
+        clock=lambda: last.start + BUCKET + timedelta(minutes=1),
     )
     evaluations = run_checks(spec, {"clickhouse": resource})
     sent = metadata_values(evaluations["iqr_messages_sent"].metadata)
@@ -925,7 +929,7 @@ def judge_every_bucket(
     run costs 0.1-0.3 s on chDB: 192 per rule would not fit this module's budget.)"""
     if rule in _verdicts:
         return _verdicts[rule]
-    spec = replace(spec, rule=rule)
+    spec = replace(spec, rule=rule, lag=timedelta(0))
     end = JUDGED_FROM + JUDGED_BUCKETS * BUCKET
     days = timedelta(days=len(JUDGED_DAYS))
     series = run_iqr_query(replace(spec, history=days), resource, end + timedelta(minutes=1))
