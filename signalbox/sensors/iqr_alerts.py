@@ -124,6 +124,7 @@ class CheckReading:
     bucket_start: datetime | None
     bucket_seconds: int
     rule: str = ""
+    kind: str = "count"  # count | ratio: a count's band never shows below 0
     partition_column: str | None = None
     partition: str = ""  # the headline partition
     value: float | None = None
@@ -183,6 +184,7 @@ class CheckReading:
             bucket_start=bucket_start,
             bucket_seconds=int(meta.get("bucket_seconds") or 0),
             rule=str(meta.get("rule") or ""),
+            kind=str(meta.get("metric_kind") or "count"),
             partition_column=partition_column,
             partition=str(meta.get("partition") or ""),
             value=meta.get("value"),
@@ -438,6 +440,13 @@ def _fmt(reading: CheckReading, value: float | None) -> str:
     return format_number(value, percent=_is_percent(reading.metric))
 
 
+def _floor(reading: CheckReading, lower: float | None) -> float | None:
+    """A count's lower bound as shown: never below 0 (the band's maths may be)."""
+    if lower is None or reading.kind != "count":
+        return lower
+    return max(lower, 0.0)
+
+
 def render_notice(notice: Notice, settings: AlertSettings) -> str:
     """The HTML text of one message (Telegram's HTML subset; every value escaped)."""
     zone = ZoneInfo(settings.timezone)
@@ -459,7 +468,7 @@ def render_notice(notice: Notice, settings: AlertSettings) -> str:
         href = html_escape(settings.link(asset_key, checks[0]), quote=True)
         footer.append(
             f'<a href="{href}">{html_escape(asset_key.to_user_string())}</a>'
-            + (f" · IQR {html_escape(rule)}" if rule else "")
+            + (f" · {html_escape(rule)}" if rule else "")
         )
     lines.append("")
     lines.extend(footer)
@@ -469,9 +478,10 @@ def render_notice(notice: Notice, settings: AlertSettings) -> str:
 def _alert_line(item: AlertItem, zone: ZoneInfo) -> str:
     r, b = item.reading, item.breach
     side = "below" if b.value is not None and b.lower is not None and b.value < b.lower else "above"
+    band = f"{_fmt(r, _floor(r, b.lower))} … {_fmt(r, b.upper)}"
     line = (
-        f"• {_label(r, b.partition)} = {_fmt(r, b.value)}: expected {_fmt(r, b.lower)} … "
-        f"{_fmt(r, b.upper)}, {_fmt(r, b.distance_outside)} {side} the band"
+        f"• {_label(r, b.partition)} = {_fmt(r, b.value)}: expected {band}, "
+        f"{_fmt(r, b.distance_outside)} {side} the band"
     )
     if b.deviation_pct is not None:
         line += f"; {b.deviation_pct:+.1f}% vs the previous bucket"
@@ -487,10 +497,8 @@ def _recovery_line(item: RecoveryItem, zone: ZoneInfo) -> str:
     r, episode = item.reading, item.episode
     since = f"outside since {_time(episode.first_bucket, zone)}"
     if r.status == INSIDE and r.partition == episode.partition and r.value is not None:
-        return (
-            f"• {_label(r, episode.partition)} = {_fmt(r, r.value)}, band {_fmt(r, r.lower)} … "
-            f"{_fmt(r, r.upper)} ({since})"
-        )
+        band = f"{_fmt(r, _floor(r, r.lower))} … {_fmt(r, r.upper)}"
+        return f"• {_label(r, episode.partition)} = {_fmt(r, r.value)}, band {band} ({since})"
     return f"• {_label(r, episode.partition)}: no longer outside the band ({since})"
 
 
@@ -512,7 +520,7 @@ def notice_chart(notice: Notice, settings: AlertSettings) -> bytes | None:
                 title=title,
                 times=[p.bucket_start for p in points],
                 values=[p.value for p in points],
-                lower=[p.lower for p in points],
+                lower=[_floor(item.reading, p.lower) for p in points],
                 upper=[p.upper for p in points],
                 breach_at=notice.bucket_start,
                 percent=_is_percent(item.reading.metric),
@@ -522,7 +530,7 @@ def notice_chart(notice: Notice, settings: AlertSettings) -> bytes | None:
             break
     if not panels:
         return None
-    return band_chart(panels, title="Outside the IQR band", timezone=settings.timezone)
+    return band_chart(panels, title="Outside the expected band", timezone=settings.timezone)
 
 
 def send_notice(telegram: Any, notice: Notice, settings: AlertSettings, logger: Any = log):

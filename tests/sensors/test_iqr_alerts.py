@@ -102,7 +102,14 @@ def points(
 
 
 def evaluation(
-    metric: str, i: int, value: float | None = None, *, asset=ACTIVITY, partitions=None, **kw
+    metric: str,
+    i: int,
+    value: float | None = None,
+    *,
+    asset=ACTIVITY,
+    partitions=None,
+    kind: str = "count",
+    **kw,
 ) -> dg.AssetCheckEvaluation:
     """The evaluation an IQR check records: metadata from the same code the checks use.
     `partitions` maps partition -> value for a partitioned check (mailbox_id)."""
@@ -116,7 +123,9 @@ def evaluation(
         asset_key=asset,
         check_name=f"iqr_{metric}",
         passed=outcome.passed,
-        metadata=outcome_metadata(outcome, rule=IqrRule(), bucket=BUCKET, partition_column=column),
+        metadata=outcome_metadata(
+            outcome, rule=IqrRule(), bucket=BUCKET, partition_column=column, kind=kind
+        ),
         severity=dg.AssetCheckSeverity.WARN,
     )
 
@@ -133,6 +142,20 @@ def at(i: int, minutes: float = 16) -> datetime:
 
 
 # --------------------------------------------------------------------------- decisions
+
+
+def test_a_counts_lower_bound_shows_as_zero_a_ratios_as_computed():
+    """The band's maths may go below 0; a count is shown from 0 in the text and chart."""
+    count = reading("messages_sent", 4, 40.0, band=(-12.0, 30.0))
+    notice = decide(AlertState(), [count], at(4), COOLDOWN).notices[0]
+    plain, _ = parse_html(render_notice(notice, SETTINGS))
+    assert "messages_sent = 40: expected 0 … 30, 10 above the band" in plain
+    ratio = CheckReading.from_evaluation(
+        evaluation("ctr", 4, 0.5, band=(-0.01, 0.05), kind="ratio")
+    )
+    notice = decide(AlertState(), [ratio], at(4), COOLDOWN).notices[0]
+    plain, _ = parse_html(render_notice(notice, SETTINGS))
+    assert "expected -1.00% … 5.00%" in plain
 
 
 def test_a_breach_alerts_once_across_ticks():
@@ -243,7 +266,7 @@ def test_alert_message_has_everything_on_call_needs():
     )
     assert "ctr = 50.00%: expected 3.00% … 5.00%" in plain and "above the band" in plain
     assert 'href="https://dash.example/d/marts/activity_metrics_15min?check=iqr_' in text
-    assert "IQR a=3, n=5, direction=both" in plain
+    assert "a=3, n=5, direction=both" in plain
     png = notice_chart(notice, SETTINGS)
     with Image.open(io.BytesIO(png)) as image:
         image.verify()
