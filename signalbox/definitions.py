@@ -1,5 +1,5 @@
 """The Dagster code location: every domain's definitions, the shared resources, and the
-alert sensor that watches every domain's IQR checks.
+alert sensors that watch every domain: IQR breaches, and sources gone silent.
 
 A domain is a package under `signalbox.domains` with a `definitions.py` holding `defs`;
 it is found here by its folder, so adding one edits nothing in this file.
@@ -20,6 +20,7 @@ from signalbox.platform.object_store import ObjectStoreResource
 from signalbox.platform.settings import env_fields
 from signalbox.platform.telegram import TelegramResource
 from signalbox.platform.warehouse import WarehouseResource
+from signalbox.sensors.freshness_alerts import build_freshness_alert_sensor, freshness_expectations
 from signalbox.sensors.iqr_alerts import build_iqr_alert_sensor
 
 # gathering definitions from modules is a Dagster "preview" API; say so once, here
@@ -52,7 +53,10 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(
         domains,
         dg.Definitions(
-            sensors=[build_iqr_alert_sensor(iqr_check_keys(domains.asset_checks or []))],
+            sensors=[
+                build_iqr_alert_sensor(iqr_check_keys(domains.asset_checks or [])),
+                build_freshness_alert_sensor(freshness_expectations(domains.assets or [])),
+            ],
             resources=shared_resources(),
             # Steps mostly wait on databases and APIs; one process per run avoids
             # re-importing the code for every step (seconds each on two cores).

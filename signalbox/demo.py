@@ -5,7 +5,8 @@ the domains share no asset, and while one waits on an API's rate limit another b
 its dbt models (measured: 92 s one after the other, 68 s two at a time on two cores; four
 at a time is slower, dbt's start-up is CPU-bound). Within a domain, its
 partitioned assets go first as one single-run backfill over the last complete partitions
-(a week for the daily report's week-over-week), then its unpartitioned ones.
+(a week for the daily report's week-over-week) and any still open (today's user
+activity), then its unpartitioned ones.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def materialize_all(recent_days: int = 8, send_alerts_now: bool = False) -> bool
     for line in evaluate_run_status_sensors(defs, instance, run_ids):
         print(line)
     if send_alerts_now:
-        send_iqr_alerts(defs, instance)
+        send_alerts_once(defs, instance)
     return ok
 
 
@@ -81,7 +82,7 @@ def materialize_group(group: str, recent_days: int) -> list[str]:
     for partitions_def, keys in sorted(by_partitions.items(), key=lambda kv: kv[0] is None):
         tags = {}
         if partitions_def is not None:
-            chosen = recent_complete_partitions(partitions_def, recent_days)
+            chosen = recent_partitions(partitions_def, recent_days)
             tags = {RANGE_START_TAG: chosen[0], RANGE_END_TAG: chosen[-1]}
             print(f"{group}: materializing {len(keys)} assets for {chosen[0]}..{chosen[-1]}")
         else:
@@ -93,15 +94,14 @@ def materialize_group(group: str, recent_days: int) -> list[str]:
     return run_ids
 
 
-def recent_complete_partitions(partitions_def, count: int) -> list[str]:
-    """The last `count` partition keys whose time window has ended."""
+def recent_partitions(partitions_def, count: int) -> list[str]:
+    """The last `count` partition keys whose time window has ended, and any partition
+    still open (a day being filled, as user activity's today: its 15-minute checks judge
+    the buckets closed so far)."""
     now = datetime.now(UTC)
-    keys = [
-        key
-        for key in partitions_def.get_partition_keys(current_time=now)
-        if partitions_def.time_window_for_partition_key(key).end <= now
-    ]
-    return keys[-count:]
+    keys = partitions_def.get_partition_keys(current_time=now)
+    ended = [k for k in keys if partitions_def.time_window_for_partition_key(k).end <= now]
+    return ended[-count:] + [k for k in keys if k not in ended]
 
 
 def _events(instance: dg.DagsterInstance, run_ids: Iterable[str], kind: dg.DagsterEventType):
@@ -174,13 +174,18 @@ def evaluate_run_status_sensors(defs, instance, run_ids: Sequence[str]) -> list[
     return lines
 
 
-def send_iqr_alerts(defs, instance: dg.DagsterInstance) -> None:
-    """What the alert sensor does every minute under `dagster dev`, once, right now."""
+def send_alerts_once(defs, instance: dg.DagsterInstance) -> None:
+    """What the alert sensors do every minute under `dagster dev`, once, right now: IQR
+    breaches, and sources gone silent."""
     from signalbox.checks.iqr import iqr_check_keys
     from signalbox.platform.telegram import TelegramResource
+    from signalbox.sensors.freshness_alerts import freshness_expectations, send_freshness_alerts
     from signalbox.sensors.iqr_alerts import send_alerts
 
     check_keys = iqr_check_keys(defs.asset_checks or [])
     with TelegramResource.from_env().process_config_and_initialize_cm() as telegram:
         tick = send_alerts(instance, telegram, None, check_keys=check_keys)
-    print(f"\non-call chat (IQR alerts): {tick.summary}")
+        print(f"\non-call chat (IQR alerts): {tick.summary}")
+        expectations = freshness_expectations(defs.assets or [])
+        silence = send_freshness_alerts(instance, telegram, None, expectations=expectations)
+        print(f"on-call chat (freshness): {silence.summary}")

@@ -608,10 +608,6 @@ def send_alerts(
     return AlertTick(state.pruned(moment).to_cursor(), sent, unsent)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def build_iqr_alert_sensor(
     check_keys: Sequence[dg.AssetCheckKey],
     *,

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
+from signalbox.checks.sql import latest_bucket
+from signalbox.domains.user_activity import BUCKET, INGESTION_LAG
 from signalbox.domains.user_activity.source import UserActionsSource
 from signalbox.domains.user_activity.tables import (
     ACTION_TYPE,
@@ -736,18 +738,22 @@ def _spike_batch(
 
 # --------------------------------------------------------------------------- the resource
 
-# The demo's anomalies, relative to the day the run happens (D = today, UTC): an outage
-# that halves the feed's active users for an hour two days ago, and at the very end of
-# yesterday (its last two 15-minute buckets, so the latest complete buckets of the last
-# complete day breach their band) views drop to 30% while messages spike to 4x.
-# The checks judge the latest complete bucket; a sustained anomaly is caught on its first
-# bucket, after which it is part of the next band's history. So the demo's live ones fill
-# exactly the last bucket of yesterday, which is the latest complete one after the demo.
-DEMO_ANOMALIES = (
-    "feed_users x0.4 D-2T14:00/D-2T15:00; "
-    "views x0.3 D-1T23:45/D-1T24:00; "
-    "messages x4 D-1T23:45/D-1T24:00"
-)
+# The demo's anomalies. History, relative to the day of the run (D = today, UTC): an
+# outage that takes 60% of the feed's users away for an hour two days ago. Live, set by
+# the local stack when it starts (demo_anomalies): views drop to 30% and messages spike
+# to 4x in the bucket the activity checks judge right after the demo's runs, and the
+# next one (a quarter-hour may turn while the demo runs), so they alert on both.
+DEMO_HISTORY = "feed_users x0.4 D-2T14:00/D-2T15:00"
+
+
+def demo_anomalies(now: datetime) -> str:
+    """DEMO_HISTORY and, in absolute UTC times, the live drop and spike for a demo that
+    starts at `now`: over the latest bucket complete at now - INGESTION_LAG and the next."""
+    step = int(BUCKET.total_seconds())
+    judged = latest_bucket(now, INGESTION_LAG, step)
+    start = datetime.fromtimestamp(judged, UTC)
+    window = f"{_stamp(start)}/{_stamp(start + 2 * BUCKET)}"
+    return f"{DEMO_HISTORY}; views x0.3 {window}; messages x4 {window}"
 
 
 class GeneratedUserActions(UserActionsSource):
@@ -761,12 +767,12 @@ class GeneratedUserActions(UserActionsSource):
     messages_per_day: int = Field(default=30_000, description="Mean messages per day.")
     seed: int = Field(default=7, description="Seed of the events (profiles depend on ids only).")
     anomalies: str = Field(
-        default=DEMO_ANOMALIES,
+        default=DEMO_HISTORY,
         description=(
             "Injected anomalies separated by ';', each '<metric> x<factor> <start>/<end>' in "
             "UTC, absolute (2026-11-23T18:00) or relative to today (D-1T18:00); metrics: "
             + ", ".join(ANOMALY_METRICS)
-            + ". Empty for none."
+            + ". Empty for none. The local stack adds the demo's live ones (demo_anomalies)."
         ),
     )
 
@@ -800,5 +806,8 @@ class GeneratedUserActions(UserActionsSource):
 
 @stand_in("user actions (generated in embedded chDB)", unless="SIGNALBOX_CLICKHOUSE_URL")
 def _local_user_actions(stack: LocalStack) -> str:
-    stack.default(SIGNALBOX_USER_ACTIONS="generated")
+    stack.default(
+        SIGNALBOX_USER_ACTIONS="generated",
+        SIGNALBOX_ACTIVITY_ANOMALIES=demo_anomalies(datetime.now(UTC)),
+    )
     return str(stack.home / "clickhouse")

@@ -830,12 +830,14 @@ def test_mailbox_check_on_postgres_bands_each_mailbox(mailbox_checks, warehouse)
 
 
 GENERATED = "test_iqr_generated"
-# The demo's anomalies are relative to the day of the run (see DEMO_ANOMALIES): with
-# D = TODAY, the feed loses 60% of its users on D-2 14:00-15:00 UTC, and in D-1's last
-# bucket views drop to 30% while messages go x4. D-3 is landed as history for D-2.
+# The demo's anomalies for a demo started at DEMO_START (see demo_anomalies): with
+# D = TODAY, the feed loses 60% of its users on D-2 14:00-15:00 UTC, and from D-1's last
+# bucket (the one judged right after the demo) views drop to 30% while messages go x4.
+# A week before D-2 is landed as history (the seasonal rule's same bucket a week ago).
 TODAY = date(2026, 11, 19)
-GENERATED_DAYS = [TODAY - timedelta(days=k) for k in (3, 2, 1)]
-JUDGED_DAYS = GENERATED_DAYS[1:]  # every complete bucket of these is judged
+DEMO_START = datetime(TODAY.year, TODAY.month, TODAY.day, 0, 7, tzinfo=UTC)
+GENERATED_DAYS = [TODAY - timedelta(days=k) for k in range(9, 0, -1)]
+JUDGED_DAYS = GENERATED_DAYS[-2:]  # every complete bucket of these is judged
 JUDGED_FROM = datetime(JUDGED_DAYS[0].year, JUDGED_DAYS[0].month, JUDGED_DAYS[0].day, tzinfo=UTC)
 JUDGED_BUCKETS = 96 * len(JUDGED_DAYS)
 # the metrics each kind of injected anomaly moves (a views drop moves CTR = likes/views)
@@ -850,11 +852,11 @@ EFFECTS = {
 def generated(signalbox_home: Path) -> Iterator[tuple[ClickHouseResource, list[Anomaly]]]:
     """The whole path on chDB, once per module: the demo's generated world (its default
     volume: 200,000 users, ~300,000 feed events and ~30,000 messages a day) with the demo
-    anomalies, landed for three days, then the dbt model `activity_metrics_15min`."""
-    from signalbox.simulators.user_activity import DEMO_ANOMALIES, GeneratedUserActions
+    anomalies, landed for nine days, then the dbt model `activity_metrics_15min`."""
+    from signalbox.simulators.user_activity import GeneratedUserActions, demo_anomalies
 
-    world = GeneratedUserActions()  # the demo's defaults, anomalies included
-    assert world.anomalies == DEMO_ANOMALIES and world.feed_events_per_day == 300_000
+    world = GeneratedUserActions(anomalies=demo_anomalies(DEMO_START))  # else the defaults
+    assert world.feed_events_per_day == 300_000
     anomalies = parse_anomalies(world.anomalies, TODAY)
     assert {a.start.date() for a in anomalies} <= set(JUDGED_DAYS)
     resource = ClickHouseResource(database=GENERATED, lock_timeout_seconds=120)
@@ -910,6 +912,31 @@ def test_the_seed_rule_on_the_dbt_model_built_from_generated_actions(activity_ch
     # steeply, their IQR is wide and 30% stays inside
     views = metadata_values(evaluations["iqr_views"].metadata)
     assert views["status"] == INSIDE and views["deviation_pct"] < -60
+
+
+def test_the_default_rule_alerts_on_the_demos_drop_of_views_itself(activity_checks, generated):
+    """The activity checks as they ship (seasonal rule, 5 minutes' lag), run when the demo
+    has landed its data: the bucket judged is the one the demo's views drop (x0.3) and
+    messages spike (x4) fill, and both breach on their own metric; the feed outage two
+    days before breaches the feed's users and views in its first bucket."""
+    resource, anomalies = generated
+    live = [a for a in anomalies if a.metric in ("views", "messages")]
+    spec = replace(activity_checks.ACTIVITY_IQR, clock=lambda: DEMO_START)
+    evaluations = run_checks(spec, {"clickhouse": resource})
+    views = metadata_values(evaluations["iqr_views"].metadata)
+    assert views["rule"].startswith("seasonal")
+    assert views["bucket_start"] == live[0].start.timestamp()
+    assert views["status"] == BREACH and views["value"] < views["lower"]
+    assert views["deviation_pct"] < -60
+    sent = metadata_values(evaluations["iqr_messages_sent"].metadata)
+    assert sent["status"] == BREACH and sent["value"] > sent["upper"]
+    (outage,) = [a for a in anomalies if a.metric == "feed_users"]
+    spec = replace(spec, clock=lambda: outage.start + BUCKET + spec.lag)
+    evaluations = run_checks(spec, {"clickhouse": resource})
+    for metric in ("feed_active_users", "views"):
+        reading = metadata_values(evaluations[f"iqr_{metric}"].metadata)
+        assert reading["bucket_start"] == outage.start.timestamp()
+        assert reading["status"] == BREACH and reading["value"] < reading["lower"], metric
 
 
 _verdicts: dict[IqrRule, dict[str, list[tuple[datetime, bool]]]] = {}

@@ -52,14 +52,16 @@ def test_demo_serves_lineage_and_materializations(run_cli):
     assert list((demo.home / "mail").glob("*.eml"))
 
     # the on-call chat: the daily report arrived during the run; the alert sensor, run by
-    # the daemon under `dagster dev`, posts the demo's injected anomalies within minutes
+    # the daemon under `dagster dev`, posts the demo's injected anomalies within minutes,
+    # the drop of views among them
     chat = re.search(r"Telegram simulator \(on-call chat\): (http://127\.0\.0\.1:\d+/)", text)
     assert chat, text[:3000]
     deadline = time.monotonic() + 240
     while True:
         page = requests.get(chat.group(1), timeout=10).text
         photos = page.count('<img src="/photo/')
-        if "Daily KPIs" in page and "Anomaly" in page and photos >= 2:
+        views_alerted = re.search(r"views(</b>)? = ", page)  # the drop, on views itself
+        if "Daily KPIs" in page and "Anomaly" in page and views_alerted and photos >= 2:
             break
         assert time.monotonic() < deadline, page[-3000:]
         time.sleep(5)

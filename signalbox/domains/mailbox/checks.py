@@ -1,4 +1,5 @@
-"""Mailbox checks: the raw crawl against the API, freshness, and hourly arrival spikes."""
+"""Mailbox checks: the raw crawl against the API, and hourly arrival spikes (freshness is
+the raw assets' own `FreshnessPolicy`, raw.py)."""
 
 from datetime import timedelta
 
@@ -8,7 +9,7 @@ from signalbox.checks.iqr import IqrCheckSpec, IqrRule, iqr_checks
 from signalbox.domains.mailbox.helpscout import HelpScoutResource
 from signalbox.domains.mailbox.ingest import CONVERSATIONS, stored_mailbox_ids
 from signalbox.domains.mailbox.models import MAILBOX_EMAILS_HOURLY
-from signalbox.domains.mailbox.raw import RAW_CONVERSATIONS, RAW_MAILBOXES
+from signalbox.domains.mailbox.raw import RAW_CONVERSATIONS
 from signalbox.platform.warehouse import WarehouseResource
 
 
@@ -43,15 +44,6 @@ def helpscout_conversations_match_api(
             "by_mailbox": dg.MetadataValue.md(table.to_markdown(index=False)),
         },
     )
-
-
-# fails when an hourly crawl has not landed for two hours
-helpscout_freshness_checks = dg.build_last_update_freshness_checks(
-    assets=[RAW_MAILBOXES, RAW_CONVERSATIONS], lower_bound_delta=timedelta(hours=2)
-)
-helpscout_freshness_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=helpscout_freshness_checks, name="helpscout_freshness_sensor"
-)
 
 
 # Hourly arrivals are small counts with a strong daily curve: over the previous 24 hours

@@ -18,11 +18,17 @@ from signalbox.platform.warehouse import WarehouseResource
 RAW_MAILBOXES = dg.AssetKey(["raw", "helpscout_mailboxes"])
 RAW_CONVERSATIONS = dg.AssetKey(["raw", "helpscout_conversations"])
 
+# the crawl runs hourly (schedules.py): one missed run warns, two fail
+FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75)
+)
+
 
 @dg.asset(
     key=RAW_MAILBOXES,
     group_name=GROUP,
     kinds={"python", "postgres"},
+    freshness_policy=FRESHNESS,
     description="Help Scout mailboxes, one row per mailbox, payload kept verbatim (JSONB).",
 )
 def helpscout_mailboxes(
@@ -54,6 +60,7 @@ def helpscout_mailboxes(
     deps=[RAW_MAILBOXES],
     group_name=GROUP,
     kinds={"python", "postgres"},
+    freshness_policy=FRESHNESS,
     description=(
         "Help Scout conversations with their threads (`embed=threads`), one row per "
         "conversation, replaced when its payload changes. Incremental: each run asks only "

@@ -1,9 +1,8 @@
 """The 15-minute anomaly checks on the activity metrics (the seed's alert, on a seasonal
 band): one check per metric, judging the bucket that should have landed by now."""
 
-from datetime import timedelta
-
 from signalbox.checks.iqr import IqrCheckSpec, Metric, SeasonalRule, iqr_checks
+from signalbox.domains.user_activity import BUCKET, INGESTION_LAG
 from signalbox.domains.user_activity.models import ACTIVITY_METRICS_15MIN
 
 # The rule the activity metrics are judged by. benchmarks/alerts.py measures it on a
@@ -20,9 +19,6 @@ ACTIVITY_METRICS = (
     "messages_sent",
 )
 RATIOS = frozenset({"ctr"})  # likes / views: a bucket without views has no ctr
-# The 15-minute run lands a bucket a minute after it closes: judge the latest bucket that
-# closed at least this long ago, so a run in flight is not mistaken for silence
-INGESTION_LAG = timedelta(minutes=5)
 
 ACTIVITY_IQR = IqrCheckSpec(
     asset=ACTIVITY_METRICS_15MIN,
@@ -30,7 +26,7 @@ ACTIVITY_IQR = IqrCheckSpec(
     table="{database}_marts.activity_metrics_15min",
     time_column="bucket_start",
     metrics=tuple(Metric(m, "ratio" if m in RATIOS else "count") for m in ACTIVITY_METRICS),
-    bucket=timedelta(minutes=15),
+    bucket=BUCKET,
     rule=DEFAULT_RULE,
     lag=INGESTION_LAG,
     description="The seed's 15-minute anomaly alert on feed and messenger activity.",

@@ -20,6 +20,7 @@ from signalbox.domains.user_activity.tables import (
     MESSAGE_COLUMNS,
     LandedDay,
     latest_rows,
+    newest_event,
 )
 from signalbox.platform.clickhouse import ClickHouseResource
 
@@ -33,6 +34,13 @@ ACTIVITY_START_DATE = os.environ.get("SIGNALBOX_ACTIVITY_START_DATE") or "2026-1
 USER_ACTIVITY_DAILY = dg.DailyPartitionsDefinition(
     start_date=ACTIVITY_START_DATE, timezone="UTC", end_offset=1
 )
+
+# Events arrive all day, every minute, and today is landed every 15 minutes: a source with
+# nothing new for half an hour has stopped. The sensors/freshness_alerts sensor judges this
+# on the newest event (`dagster/last_updated_timestamp`), as a landing run on a clock
+# materializes the day even when the source sent nothing.
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30))
+LAST_UPDATED = "dagster/last_updated_timestamp"  # Dagster's key for "the data last changed"
 
 _COLUMN_NOTES = {
     "user_id": "The acting user (the sender for messages).",
@@ -57,6 +65,7 @@ def _spec(key: dg.AssetKey, table: str, columns: dict[str, str]) -> dg.AssetSpec
         group_name=GROUP,
         kinds={"clickhouse"},
         partitions_def=USER_ACTIVITY_DAILY,
+        freshness_policy=FRESHNESS,
         metadata={
             "dagster/table_name": f"activity.{table}",
             "dagster/column_schema": dg.TableSchema(
@@ -99,11 +108,15 @@ def activity_user_actions(
     with clickhouse.client("user actions: preview") as client:
         feed_preview = latest_rows(client, database, FEED_ACTIONS, day)
         message_preview = latest_rows(client, database, MESSAGE_ACTIONS, day)
+        feed_newest = newest_event(client, database, FEED_ACTIONS)
+        message_newest = newest_event(client, database, MESSAGE_ACTIONS)
     yield dg.MaterializeResult(
-        asset_key=FEED_ACTIONS_KEY, metadata=feed_metadata(landed, feed_preview)
+        asset_key=FEED_ACTIONS_KEY,
+        metadata={**feed_metadata(landed, feed_preview), **_last_updated(feed_newest)},
     )
     yield dg.MaterializeResult(
-        asset_key=MESSAGE_ACTIONS_KEY, metadata=message_metadata(landed, message_preview)
+        asset_key=MESSAGE_ACTIONS_KEY,
+        metadata={**message_metadata(landed, message_preview), **_last_updated(message_newest)},
     )
 
 
@@ -141,6 +154,11 @@ def _time_range(first: datetime | None, last: datetime | None) -> dict[str, obje
         "first_event": dg.MetadataValue.timestamp(first),
         "last_event": dg.MetadataValue.timestamp(last),
     }
+
+
+def _last_updated(newest: datetime | None) -> dict[str, object]:
+    """The table's newest event, any day: when the source last sent something."""
+    return {} if newest is None else {LAST_UPDATED: dg.MetadataValue.timestamp(newest)}
 
 
 def _origin(landed: LandedDay) -> dict[str, object]:

@@ -160,6 +160,15 @@ def count_day(client: Client, database: str, day: date) -> tuple[FeedDay, Messag
     )
 
 
+def newest_event(client: Client, database: str, table: str) -> datetime | None:
+    """The time of the table's newest row, any day (None for an empty table): when the
+    source last produced data, which a landing run on a clock does not tell."""
+    (value,) = client.query(
+        f"SELECT if(count() = 0, NULL, max(time)) FROM `{database}`.`{table}`"
+    ).result_rows[0]
+    return _utc(value)
+
+
 def latest_rows(client: Client, database: str, table: str, day: date, limit: int = 5) -> list:
     """The day's last few rows (column names first), for a preview in the UI."""
     result = client.query(

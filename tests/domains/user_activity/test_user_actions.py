@@ -24,12 +24,13 @@ from signalbox.domains.user_activity.source import ExistingUserActions
 from signalbox.domains.user_activity.tables import UserActionsMissing
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.simulators.user_activity import (
-    DEMO_ANOMALIES,
+    DEMO_HISTORY,
     Anomaly,
     AnomalySpecError,
     GeneratedUserActions,
     WorldSettings,
     cdf_at,
+    demo_anomalies,
     inverse_cdf,
     parse_anomalies,
     plan_day,
@@ -118,12 +119,21 @@ def test_anomaly_specs_absolute_relative_and_errors():
         assert bad in str(error.value) or "clicks" in str(error.value)
 
 
-def test_demo_anomalies_put_a_drop_and_a_spike_at_the_end_of_yesterday():
+@pytest.mark.parametrize(
+    ("started", "judged"),
+    [("10:03", "09:30"), ("10:07", "09:45"), ("00:04", "23:30"), ("00:05", "23:45")],
+)
+def test_demo_anomalies_fill_the_bucket_the_checks_judge_after_the_demo(started, judged):
+    """A drop of views and a spike of messages over the latest bucket complete at the
+    stack's start minus the checks' ingestion lag, and the next; the history as is."""
     today = date(2026, 11, 25)
-    anomalies = parse_anomalies(DEMO_ANOMALIES, today)
-    last = [a for a in anomalies if a.end == at(today, "00:00")]
-    assert {a.is_spike for a in last} == {True, False}
-    assert all(a.end - a.start == timedelta(minutes=15) for a in last)  # the last bucket
+    now = at(today, started)
+    first = at(today if judged < started else today - timedelta(days=1), judged)
+    anomalies = parse_anomalies(demo_anomalies(now), today)
+    assert anomalies[0] == parse_anomalies(DEMO_HISTORY, today)[0]
+    live = anomalies[1:]
+    assert {(a.metric, a.is_spike) for a in live} == {("views", False), ("messages", True)}
+    assert {(a.start, a.end) for a in live} == {(first, first + timedelta(minutes=30))}
 
 
 def test_day_volumes_follow_the_week_with_mild_deterministic_noise():
