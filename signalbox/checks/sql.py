@@ -3,7 +3,7 @@ PostgreSQL, returning only the banded buckets of the last `history` (never raw r
 
 1. dense: every bucket from each partition's first row in the lookback up to the latest
    complete bucket at `now - lag`, whether or not the table has a row for it: a count's
-   missing bucket is 0, a ratio's is NULL (a NaN is NULL too).
+   bucket without a row is 0, a ratio's is NULL; a row's NULL or NaN is NULL for both.
 2. framed (per engine): the window statistics each metric's rule needs. ClickHouse:
    `quantileExactInclusive` over RANGE frames; PostgreSQL: `array_agg` over the frame and
    `percentile_cont` in a LATERAL subquery (an ordered-set aggregate is no window
@@ -94,7 +94,8 @@ def clickhouse_iqr_sql(
         for i, m, _ in plan.metrics()
     )
     dense = (
-        f"WITH src AS (SELECT {part} AS part, toInt64(toUnixTimestamp({t})) AS bucket_ts, {raws}"
+        f"WITH src AS (SELECT {part} AS part, toInt64(toUnixTimestamp({t})) AS bucket_ts,"
+        f" toUInt8(1) AS present, {raws}"
         f" FROM {q(query.table)} WHERE {t} >= toDateTime({max(plan.start, 0)})"
         f" AND {t} <= toDateTime({plan.latest})),\n"
         "parts AS (SELECT part, min(bucket_ts) AS first_ts FROM src GROUP BY part),\n"
@@ -145,7 +146,7 @@ def postgres_iqr_sql(
     )
     dense = (
         f"WITH src AS (SELECT {part} AS part, extract(epoch FROM {t})::bigint AS bucket_ts,"
-        f" {raws} FROM {q(query.table)} WHERE {t} >= to_timestamp({plan.start})"
+        f" 1 AS present, {raws} FROM {q(query.table)} WHERE {t} >= to_timestamp({plan.start})"
         f" AND {t} <= to_timestamp({plan.latest})),\n"
         "parts AS (SELECT part, min(bucket_ts) AS first_ts FROM src GROUP BY part),\n"
         "grid AS (SELECT parts.part, g.bucket_ts FROM parts"
@@ -193,9 +194,11 @@ def iqr_sql(
 
 
 def _fill(plan: _Plan, source: str) -> str:
-    """A count's missing bucket is 0; a ratio's stays NULL."""
+    """A count's bucket without a row is 0; a ratio's is NULL. A row's NULL (or NaN)
+    stays NULL for both: a value the source could not give is not a zero. (`present` is
+    1 on a row; the unmatched side of the join is 0 in ClickHouse, NULL in PostgreSQL.)"""
     return ", ".join(
-        f"coalesce({source}.raw_{i}, 0) AS v_{i}"
+        f"CASE WHEN coalesce({source}.present, 0) = 1 THEN {source}.raw_{i} ELSE 0 END AS v_{i}"
         if m.kind == "count"
         else f"{source}.raw_{i} AS v_{i}"
         for i, m, _ in plan.metrics()

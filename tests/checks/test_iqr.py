@@ -30,6 +30,7 @@ from signalbox.checks.iqr import (
     IqrQuery,
     IqrRule,
     Metric,
+    SeasonalRule,
     clickhouse_iqr_sql,
     evaluate,
     iqr_check_keys,
@@ -82,7 +83,8 @@ def reference(
     """The seed's rule in pandas, written independently of the SQL. The bucket judged is
     the latest one complete at `now`, row or no row. Each series is laid on the time grid
     from its first row in the lookback (the buckets the band of every returned bucket
-    reads) to that bucket: a ratio's missing bucket is NaN, a count's is 0. q25/q75 of
+    reads) to that bucket: a ratio's missing bucket is NaN, a count's is 0 (a row's NaN
+    is NaN for both). q25/q75 of
     `shift(1).rolling(n)` with pandas' linear interpolation; with `smooth_bounds`, the
     seed's `rolling(n, center=True, min_periods=1).mean()` of the bounds as it stands
     when each bucket is judged (see `seed_template_band`); every bucket of the last
@@ -103,10 +105,10 @@ def reference(
             "ts": pd.DatetimeIndex(first.repeat(spans)) + steps * step,
         }
     )
-    full = grid.merge(frame[["sid", "ts", metric]], on=["sid", "ts"], how="left")
+    full = grid.merge(frame[["sid", "ts", metric]], on=["sid", "ts"], how="left", indicator=True)
     values = full[metric].astype(float)
-    if kind == "count":
-        values = values.fillna(0.0)
+    if kind == "count":  # a bucket without a row counts 0; a row's NaN stays NaN
+        values = values.mask(full["_merge"] == "left_only", 0.0)
     previous = values.groupby(full.sid).shift(1)
 
     def rolling(series: pd.Series, min_periods: int, window: int = rule.n):
@@ -512,6 +514,37 @@ def check_hand_cases(load, run, resource, table) -> None:
         assert outcome.status == status, case
         assert (outcome.headline.value if outcome.headline else None) == value, case
         assert outcome.passed == (status != BREACH), case
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_a_nan_in_the_latest_bucket_is_reported_never_a_crash(name, clickhouse, warehouse):
+    """A NaN stored in the engine (0/0 upstream), not a NULL: for either kind of metric
+    and rule the latest bucket has no value, the check says so and passes; a NaN inside
+    the history is left out of the band like a gap."""
+    load, run, _ = ENGINES[name]
+    resource = clickhouse if name == "clickhouse" else warehouse
+    table = f"{DATABASE}.nan" if name == "clickhouse" else "test.nan"
+    values = [10, 12, 11, 13, 12, 11, 12, 13, 12, 11]
+    with warm(resource):
+        load(resource, table, hand_frame([*values, 0, 1]))
+        last = int((BASE + len(values) * BUCKET).timestamp())
+        if name == "clickhouse":
+            with resource.client("test") as client:
+                client.command(
+                    f"ALTER TABLE {table} UPDATE v = nan WHERE ts = toDateTime({last}, 'UTC')"
+                    " SETTINGS mutations_sync = 2"
+                )
+        else:
+            with resource.connect() as conn, conn.cursor() as cur:
+                cur.execute(f"UPDATE {table} SET v = 'NaN' WHERE ts = to_timestamp({last})")
+        now = BASE + (len(values) + 1) * BUCKET + timedelta(minutes=7)
+        for kind in ("count", "ratio"):
+            for rule in (IqrRule(), SeasonalRule(period=timedelta(hours=1), min_volume=0)):
+                query = IqrQuery(table, "ts", (Metric("v", kind),), BUCKET, rule)
+                points = run(resource, query, now, timedelta(hours=6))["v"]
+                outcome = evaluate("v", points)
+                assert outcome.status == NO_DATA and outcome.passed, (name, kind, rule, points[-3:])
+                assert points[-1].value is None and not points[-1].breach
 
 
 # --------------------------------------------------------------------------- a seasonal curve

@@ -69,8 +69,8 @@ def seasonal_reference(frame, rule: SeasonalRule, kind: str, now, history) -> pd
     for sid, part in frame.groupby("sid"):
         grid = pd.date_range(part.ts.min(), latest, freq=step)
         values = part.set_index("ts").v.reindex(grid).astype(float)
-        if kind == "count":
-            values = values.fillna(0.0)
+        if kind == "count":  # a bucket without a row counts 0; a row's NaN stays NaN
+            values[~grid.isin(part.ts)] = 0.0
         v = values.to_numpy()
         n = len(v)
         g = np.full((n, 3), np.nan)
