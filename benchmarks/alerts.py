@@ -18,7 +18,9 @@ whole range as history: each band reads only earlier buckets). Per rule:
   alert per run of breached buckets);
 - median detection delay in buckets (first breach after the start, within the anomaly).
 The default rule's goals: recall >= 0.9 on drops of 50% or more, spikes of 2x or more and
-full stops; <= 1 false alarm per metric-week; median delay <= 2 buckets.
+full stops; <= 1 false alarm per metric-week; median delay <= 2 buckets. Last, the time
+of one run of the activity checks on 90 days of six metrics (goal < 1 s), against the
+seed's rule in the same process.
 """
 
 from __future__ import annotations
@@ -320,6 +322,7 @@ def run(home: Path) -> None:
             seconds = time.perf_counter() - started
             print(f"  {name}: judged {DAYS} days x {len(kinds)} series in {seconds:.1f}s")
     print_table(table)
+    check_run_time(resource)
     default = table["default: weekly k=3"]
     seed = table["seed (n=5, a=3)"]
     for group in ("drops >=50%", "spikes >=2x", "all stop"):
@@ -332,6 +335,66 @@ def run(home: Path) -> None:
     caught, total = seed.recall["drops >=50%"]
     report("alerts.seed_recall_drops_ge50pct", caught / total)
     print(f"default rule: {DEFAULT_RULE.describe()}")
+
+
+CHECK_DAYS = 90
+
+
+def check_run_time(resource, repeats: int = 5) -> None:
+    """What one run of the activity checks costs: the query every 15 minutes (all six
+    metrics, the latest bucket judged and the last day banded for the chart, as the check
+    runs it) on a table like `activity_metrics_15min` holding 90 days; median of
+    `repeats`, the seed's rule first as the baseline."""
+    import pandas as pd
+
+    from signalbox.checks.iqr import IqrRule, evaluate, parse_rows
+    from signalbox.checks.rules import IqrQuery
+    from signalbox.checks.sql import clickhouse_iqr_sql
+    from signalbox.domains.user_activity.checks import ACTIVITY_IQR, DEFAULT_RULE
+
+    rng = np.random.default_rng(90)
+    n = CHECK_DAYS * PER_DAY
+    times = pd.date_range(START, periods=n, freq="15min", tz="UTC")
+    hours = times.hour.to_numpy() + times.minute.to_numpy() / 60
+    curve = 1.0 + 0.8 * np.sin((hours - 12) / 24 * 2 * np.pi)
+    frame = pd.DataFrame({"bucket_start": times})
+    for metric in ACTIVITY_IQR.metrics:
+        if metric.kind == "ratio":
+            frame[metric.name] = 0.2 * curve * rng.normal(1, 0.02, n)
+        else:
+            frame[metric.name] = rng.poisson(1000.0 * curve)
+    table = f"{DATABASE}.metrics_90d"
+    with resource.client("alerts bench: check runs") as client:
+        client.command(f"DROP TABLE IF EXISTS {table}")
+        columns = ", ".join(
+            f"{m.name} Float64" if m.kind == "ratio" else f"{m.name} UInt64"
+            for m in ACTIVITY_IQR.metrics
+        )
+        client.command(
+            f"CREATE TABLE {table} (bucket_start DateTime('UTC'), {columns})"
+            " ENGINE = MergeTree ORDER BY bucket_start"
+        )
+        client.insert_df(table.split(".")[1], frame)
+        now = START + timedelta(days=CHECK_DAYS) - timedelta(minutes=3)
+        seconds = {}
+        for name, rule in (("seed", IqrRule()), ("default", DEFAULT_RULE)):
+            query = IqrQuery(table, "bucket_start", ACTIVITY_IQR.metrics, BUCKET, rule)
+            sql = clickhouse_iqr_sql(query, now, ACTIVITY_IQR.history, ACTIVITY_IQR.lag)
+            runs = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                result = client.query(sql)
+                points = parse_rows(query.names, result.column_names, result.result_rows)
+                outcomes = [evaluate(m, points[m]) for m in query.names]
+                runs.append(time.perf_counter() - started)
+            assert all(o.status for o in outcomes)
+            seconds[name] = float(np.median(runs))
+    print(
+        f"one run of the activity checks ({len(ACTIVITY_IQR.metrics)} metrics, {CHECK_DAYS}"
+        f" days stored): seed {seconds['seed']:.3f}s, default {seconds['default']:.3f}s"
+    )
+    report("alerts.check_run_seconds_90d_6_metrics", seconds["default"], "<1", unit="")
+    report("alerts.check_run_default_vs_seed", seconds["default"] / seconds["seed"])
 
 
 def print_table(table: dict[str, Score]) -> None:

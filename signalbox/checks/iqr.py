@@ -1,10 +1,11 @@
-"""IQR anomaly checks: the seed's rule, computed in the engine, as Dagster asset checks.
+"""Band checks computed in the engine, as Dagster asset checks (one factory, one rule per
+spec: the seed's IQR rule or the seasonal one, rules.py).
 
-A bucket's band is q25/q75 of the previous `n` buckets (in time) widened by `a` * IQR; the
-latest complete bucket breaches when it is outside the band on the watched side. The SQL
-(ClickHouse `quantileExactInclusive`, PostgreSQL `percentile_cont`) returns only the banded
-buckets of the last day, never raw rows. notes/iqr.md has the full rule, the smoothing
-variant and the measured false-breach rates.
+Each run judges the bucket that should exist by now: the latest complete at `now - lag`,
+row or no row (a count's missing bucket is 0; a ratio's, or a NULL/NaN value, is no data,
+reported as such). The SQL (sql.py; ClickHouse and PostgreSQL) returns only the banded
+buckets of the last day, never raw rows. notes/iqr.md has the rules, the smoothing variant
+and the measured alert quality (`make bench BENCH=alerts`).
 """
 
 import math
