@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
-from signalbox.platform.telegram import TelegramResource, html_escape
+from signalbox.platform.telegram import html_escape
+from signalbox.sensors.chat import chat_sensor
 from signalbox.sensors.iqr_alerts import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -297,7 +298,14 @@ def build_freshness_alert_sensor(
     """A sensor posting "no data" / "data again" to the chat (resource `telegram`)."""
     chosen = tuple(expectations)
 
-    @dg.sensor(
+    def tick(instance, telegram, cursor, logger) -> tuple[str, str]:
+        result = send_freshness_alerts(
+            instance, telegram, cursor, expectations=chosen, now=clock(), logger=logger
+        )
+        return result.cursor, result.summary
+
+    return chat_sensor(
+        tick,
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
@@ -307,16 +315,3 @@ def build_freshness_alert_sensor(
             + ", ".join(e.asset_key.to_user_string() for e in chosen)
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext, telegram: TelegramResource):
-        tick = send_freshness_alerts(
-            context.instance,
-            telegram,
-            context.cursor,
-            expectations=chosen,
-            now=clock(),
-            logger=context.log,
-        )
-        context.update_cursor(tick.cursor)
-        return dg.SkipReason(tick.summary)
-
-    return _sensor

@@ -37,7 +37,8 @@ from signalbox.platform.dashboards import (
     DEFAULT_DASHBOARD_URL,
     dashboard_link,
 )
-from signalbox.platform.telegram import TelegramResource, html_escape
+from signalbox.platform.telegram import html_escape
+from signalbox.sensors.chat import chat_sensor
 
 log = logging.getLogger(__name__)
 
@@ -622,7 +623,20 @@ def build_iqr_alert_sensor(
     `settings` None reads AlertSettings from the environment at every tick."""
     keys = tuple(check_keys)
 
-    @dg.sensor(
+    def tick(instance, telegram, cursor, logger) -> tuple[str, str]:
+        result = send_alerts(
+            instance,
+            telegram,
+            cursor,
+            check_keys=keys,
+            settings=settings,
+            now=clock(),
+            logger=logger,
+        )
+        return result.cursor, result.summary
+
+    return chat_sensor(
+        tick,
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
@@ -631,17 +645,3 @@ def build_iqr_alert_sensor(
             "link), a reminder after the cooldown, a recovery message when back inside."
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext, telegram: TelegramResource):
-        tick = send_alerts(
-            context.instance,
-            telegram,
-            context.cursor,
-            check_keys=keys,
-            settings=settings,
-            now=clock(),
-            logger=context.log,
-        )
-        context.update_cursor(tick.cursor)
-        return dg.SkipReason(tick.summary)
-
-    return _sensor
