@@ -3,6 +3,8 @@
 signalbox demo          start the local stack, materialize everything once, serve the UI
 signalbox demo --once   the same without the UI: print a status table, exit 1 on failure
 signalbox docs          generate the dbt docs and serve them on 127.0.0.1:8080
+signalbox tickets produce [--count N] [--rate N]   send tickets to the stream
+signalbox tickets process                          route and aggregate them until stopped
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from signalbox.domains.tickets import commands as tickets
 from signalbox.platform.settings import PROJECT_ROOT
 from signalbox.stack import local_stack
 
@@ -34,9 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     docs = commands.add_parser("docs", help="generate and serve the dbt docs")
     docs.add_argument("--port", type=int, default=8080)
+    tickets.add_commands(commands)
     args = parser.parse_args(argv)
     stop_on_signals()
     try:
+        if args.command == "tickets":
+            return tickets.run(args)
         if args.command == "demo":
             return run_demo(once=args.once, port=args.port)
         if args.command == "docs":

@@ -16,6 +16,7 @@ from signalbox.checks.iqr import iqr_check_keys
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.dbt import dbt_resource, warehouse_project
 from signalbox.platform.email import EmailResource
+from signalbox.platform.kafka import KafkaResource
 from signalbox.platform.object_store import ObjectStoreResource
 from signalbox.platform.settings import env_fields
 from signalbox.platform.telegram import TelegramResource
@@ -43,6 +44,7 @@ def shared_resources() -> dict[str, object]:
         "warehouse_dbt": dbt_resource(warehouse_project),
         "clickhouse": ClickHouseResource(**env_fields(url="SIGNALBOX_CLICKHOUSE_URL")),
         "object_store": ObjectStoreResource.from_env(),
+        "kafka": KafkaResource.from_env(),
         "email": EmailResource.from_env(),
         "telegram": TelegramResource.from_env(),
     }

@@ -10,6 +10,7 @@ simulator needs no edit here. Everything started is stopped, in reverse order.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ class LocalStack:
     home: Path
     demo_backfill_days: int = 45  # how far back the simulators' worlds reach
     services: dict[str, str] = field(default_factory=dict)  # name -> URL, for people
+    local_s3_url: str | None = None  # the embedded S3 server, when the stack started one
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def on_stop(self, stop: Callable[[], None]) -> None:
@@ -85,13 +87,48 @@ def local_stack(demo_backfill_days: int = 45) -> Iterator[LocalStack]:
     os.environ["SIGNALBOX_HOME"] = str(home)
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     stack = LocalStack(home, demo_backfill_days)
+    before = dict(os.environ)
     try:
         for service in stand_ins():
             if not os.environ.get(service.unless):
                 stack.services[service.name] = service.start(stack)
+        exported = {k: v for k, v in os.environ.items() if before.get(k) != v}
+        _write_attachment(home, exported)
+        stack.on_stop(lambda: _attachment_path(home).unlink(missing_ok=True))
         yield stack
     finally:
         stack.stop()
+
+
+# A command run in another terminal beside the demo (`signalbox tickets produce`) reaches
+# the same stand-ins through the variables the running stack exported: kept in a file
+# only its user can read, removed when the stack stops.
+
+
+def _attachment_path(home: Path) -> Path:
+    return home / "local-stack.json"
+
+
+def _write_attachment(home: Path, variables: dict[str, str]) -> None:
+    path = _attachment_path(home)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump({"pid": os.getpid(), "variables": variables}, file)
+
+
+def attach_to_local_stack() -> bool:
+    """Take the variables of a local stack running under SIGNALBOX_HOME (those already
+    set win); False when none is running."""
+    path = _attachment_path(signalbox_home())
+    try:
+        attachment = json.loads(path.read_text())
+        os.kill(int(attachment["pid"]), 0)  # still running?
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    for name, value in attachment["variables"].items():
+        os.environ.setdefault(name, value)
+    return True
 
 
 # --------------------------------------------------------------------------- engines
@@ -119,5 +156,30 @@ def _object_store(stack: LocalStack) -> str:
     s3.start()
     stack.on_stop(s3.stop)
     s3.export_env()  # endpoint, the local server's own key pair, region
+    stack.local_s3_url = s3.url
     ObjectStoreResource.from_env().process_config_and_initialize().ensure_bucket()
     return f"{s3.url} ({s3.data_dir})"
+
+
+@stand_in("stream broker (embedded Kafka API, Tansu)", unless="SIGNALBOX_KAFKA_BOOTSTRAP", order=2)
+def _kafka(stack: LocalStack) -> str:
+    """Persisted on the embedded S3 server when there is one (topics, data and committed
+    offsets survive a restart), in memory when the object store is a real one."""
+    from signalbox.platform.embedded.kafka import EmbeddedKafka
+    from signalbox.platform.embedded.s3 import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
+    from signalbox.platform.object_store import ObjectStoreResource
+
+    broker = EmbeddedKafka(log_path=stack.home / "kafka.log")
+    if stack.local_s3_url:
+        broker = EmbeddedKafka(
+            s3_endpoint=stack.local_s3_url,
+            access_key=DEMO_ACCESS_KEY,
+            secret_key=DEMO_SECRET_KEY,
+            log_path=stack.home / "kafka.log",
+        )
+        store = ObjectStoreResource.from_env(bucket=broker.bucket, prefix="")
+        store.process_config_and_initialize().ensure_bucket()
+    bootstrap = broker.start()
+    stack.on_stop(broker.stop)
+    stack.export(SIGNALBOX_KAFKA_BOOTSTRAP=bootstrap)
+    return f"{bootstrap} ({broker.storage_url})"

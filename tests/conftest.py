@@ -25,7 +25,7 @@ from signalbox.simulators.telegram import TelegramSimulator
 # manifests): a test that uses one, directly or through another fixture, is integration.
 ENGINE_FIXTURES = frozenset(
     {"postgres", "pg_url", "fresh_database", "clickhouse_database", "signalbox_home",
-     "moto_url", "s3_url", "code_location"}
+     "moto_url", "s3_url", "code_location", "kafka_bootstrap"}
 )  # fmt: skip
 TIERS = ("unit", "integration", "e2e")
 

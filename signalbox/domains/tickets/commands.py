@@ -1,0 +1,133 @@
+"""`signalbox tickets produce | process`: the stream's two long-lived programs.
+
+Both read their settings from the environment; run beside `signalbox demo`, they find the
+demo's broker, warehouse and object store through the local stack it left under
+SIGNALBOX_HOME. Errors a person can fix (a bad argument, no broker) are one line and a
+non-zero exit, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from signalbox.platform.kafka import KafkaError
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    tickets = commands.add_parser("tickets", help="the customer-ticket stream")
+    actions = tickets.add_subparsers(dest="action", required=True)
+    produce = actions.add_parser("produce", help="send generated tickets to the topic")
+    produce.add_argument("--count", type=_positive_int, default=100, help="tickets (default 100)")
+    produce.add_argument(
+        "--rate", type=_positive_float, default=None, help="tickets a second at most"
+    )
+    produce.add_argument("--quiet", action="store_true", help="no progress bar")
+    process = actions.add_parser("process", help="route and aggregate tickets until stopped")
+    process.add_argument(
+        "--no-report", action="store_true", help="do not report batches to Dagster"
+    )
+    process.add_argument(
+        "--idle-exit", type=_positive_float, default=None, help="exit after this many idle seconds"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from signalbox.stack import attach_to_local_stack
+
+    attach_to_local_stack()
+    try:
+        if args.action == "produce":
+            return produce(args.count, args.rate, quiet=args.quiet)
+        return process(report=not args.no_report, idle_exit=args.idle_exit)
+    except KafkaError as exc:
+        print(f"signalbox tickets {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def produce(count: int, rate: float | None, *, quiet: bool = False) -> int:
+    from tqdm import tqdm
+
+    from signalbox.domains.tickets.produce import produce_tickets
+    from signalbox.domains.tickets.settings import TicketStreamResource
+    from signalbox.platform.kafka import KafkaResource
+
+    kafka = KafkaResource.from_env().process_config_and_initialize()
+    stream = TicketStreamResource.from_env().process_config_and_initialize()
+    kafka.require_reachable()
+    with tqdm(total=count, unit="ticket", disable=quiet, file=sys.stderr) as bar:
+        summary = produce_tickets(
+            kafka, stream.topic, stream.partitions, count, rate=rate, on_delivered=bar.update
+        )
+    print(f"tickets produce: {summary.line()} to {stream.topic} at {kafka.bootstrap_servers}")
+    return 0 if summary.failed == 0 else 1
+
+
+def process(*, report: bool = True, idle_exit: float | None = None) -> int:
+    import dagster as dg
+
+    from signalbox.domains.tickets.process import TicketProcessor
+    from signalbox.domains.tickets.raw import dagster_reporter
+    from signalbox.domains.tickets.settings import TicketStreamResource
+    from signalbox.platform.kafka import KafkaResource
+    from signalbox.platform.object_store import ObjectStoreResource
+    from signalbox.platform.settings import env_fields
+    from signalbox.platform.warehouse import WarehouseResource
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("signalbox").addHandler(handler)
+    logging.getLogger("signalbox").setLevel(logging.INFO)
+    kafka = KafkaResource.from_env().process_config_and_initialize()
+    kafka.require_reachable()
+    stream = TicketStreamResource.from_env().process_config_and_initialize()
+    warehouse = WarehouseResource(**env_fields(url="SIGNALBOX_WAREHOUSE_URL"))
+    store = ObjectStoreResource.from_env().process_config_and_initialize()
+    reporter = None
+    if report and os.environ.get("DAGSTER_HOME"):
+        reporter = dagster_reporter(dg.DagsterInstance.get(), stream.topic)
+    processor = TicketProcessor(
+        kafka, warehouse.process_config_and_initialize(), store, stream, report=reporter
+    )
+
+    def stop(signum, frame) -> None:
+        print(
+            f"tickets process: {signal.Signals(signum).name}: finishing the batch in hand",
+            file=sys.stderr,
+        )
+        processor.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(
+        f"tickets process: group {stream.group_id} on {stream.topic} at {kafka.bootstrap_servers}"
+        f"{'' if reporter else ' (not reporting to Dagster)'}",
+        file=sys.stderr,
+    )
+    processor.run(idle_exit=idle_exit)
+    totals = ", ".join(f"{k} {v}" for k, v in processor.totals.items())
+    print(f"tickets process: stopped after {processor.batches} batches: {totals}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value

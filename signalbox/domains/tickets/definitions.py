@@ -1,0 +1,12 @@
+"""The tickets domain: the stream's external assets, their checks and schedule, and the
+stream's settings. The processor itself runs beside Dagster (`signalbox tickets process`)."""
+
+import dagster as dg
+
+from signalbox.domains.tickets import checks, raw
+from signalbox.domains.tickets.settings import TicketStreamResource
+
+defs = dg.Definitions.merge(
+    dg.load_definitions_from_modules([raw, checks]),
+    dg.Definitions(resources={"ticket_stream": TicketStreamResource.from_env()}),
+)
