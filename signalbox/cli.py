@@ -73,9 +73,10 @@ def stop_on_signals() -> None:
 
 def run_demo(once: bool, port: int = 3000) -> int:
     started = time.monotonic()
-    with local_stack() as stack:
+    with local_stack() as stack, tickets.beside_the_demo(stack.home, trickle=not once) as log:
         for name, url in stack.services.items():
             print(f"  {name}: {_shown(url)}")
+        print(f"  tickets stream (processor and producer): log {log}")
         from signalbox.demo import materialize_all
 
         ok = materialize_all(send_alerts_now=once)

@@ -44,6 +44,10 @@ def test_demo_serves_lineage_and_materializations(run_cli):
         if n["assetMaterializations"]
     }
     assert {"raw/helpscout_conversations", "marts/mailbox_emails_hourly"} <= materialized
+    # the tickets stream: its processor reports each batch, its JSON lands in the store
+    assert {"raw/tickets_routed", "raw/tickets_aggregates"} <= materialized
+    assert ("raw/kafka_tickets", "raw/tickets_routed") in edges
+    assert list((demo.home / "objectstore").rglob("batch=*.jsonl"))
     text = demo.log.read_text()
     assert "raw/helpscout_conversations" in text and "FAILED" not in text.split("check")[0]
 

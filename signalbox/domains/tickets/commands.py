@@ -12,7 +12,11 @@ import argparse
 import logging
 import os
 import signal
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from signalbox.platform.kafka import KafkaError
 
@@ -111,6 +115,46 @@ def process(*, report: bool = True, idle_exit: float | None = None) -> int:
     totals = ", ".join(f"{k} {v}" for k, v in processor.totals.items())
     print(f"tickets process: stopped after {processor.batches} batches: {totals}")
     return 0
+
+
+@contextmanager
+def beside_the_demo(home: Path, *, trickle: bool) -> Iterator[Path]:
+    """The processor, 100 tickets, and with `trickle` one ticket every five seconds, as
+    child processes of the demo (which exported the stack's variables), stopped on exit
+    with SIGTERM like a process manager would; yields their log file."""
+    import dagster as dg
+
+    dg.DagsterInstance.get()  # its storage created once, before the processor reports to it
+    command = [str(Path(sys.executable).with_name("signalbox")), "tickets"]
+    log_path = home / "tickets.log"
+    children: list[subprocess.Popen] = []
+    with open(log_path, "ab") as log:
+
+        def start(*args: str) -> None:
+            children.append(
+                subprocess.Popen([*command, *args], stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+            )  # fmt: skip
+
+        start("process")
+        start("produce", "--count", "100", "--quiet")
+        if trickle:
+            start("produce", "--count", "10000000", "--rate", "0.2", "--quiet")
+    try:
+        yield log_path
+    finally:
+        for child in reversed(children):  # producers first, the processor last
+            if child.poll() is None:
+                child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        summaries = [line for line in log_path.read_text(errors="replace").splitlines()
+                     if line.startswith("tickets process: stopped")]  # fmt: skip
+        if summaries:
+            print(summaries[-1])
 
 
 def _positive_int(text: str) -> int:

@@ -64,3 +64,9 @@ class TicketStreamResource(dg.ConfigurableResource):
             ),
         }
         return cls(**{**fields, **overrides})
+
+
+def changed(stream: TicketStreamResource, changes: dict[str, Any]) -> TicketStreamResource:
+    """A copy with some settings changed (a resource's own `model_copy` keeps the original
+    configuration for Dagster's invocation)."""
+    return TicketStreamResource(**{**stream.model_dump(), **changes})

@@ -19,6 +19,7 @@ import pytest
 
 from signalbox.domains.tickets import store as ticket_store
 from signalbox.domains.tickets.process import TicketProcessor
+from signalbox.domains.tickets.settings import changed
 from signalbox.domains.tickets.produce import produce_tickets
 from signalbox.domains.tickets.raw import TICKETS_DEAD_LETTERS, TICKETS_ROUTED, dagster_reporter
 from signalbox.domains.tickets.tickets import generate
@@ -139,9 +140,7 @@ def test_a_redelivered_batch_changes_no_output(kafka, stream, store, warehouse):
     produce_tickets(kafka, stream.topic, stream.partitions, 200, tickets=tickets)
     NeverCommits(kafka, warehouse, store, stream).run(max_batches=1)
     for size in (7, 500):  # redelivered in smaller batches, then in one
-        again = TicketProcessor(
-            kafka, warehouse, store, stream.model_copy(update={"max_batch": size})
-        )
+        again = TicketProcessor(kafka, warehouse, store, changed(stream, {"max_batch": size}))
         again.run(max_batches=1)
     TicketProcessor(kafka, warehouse, store, stream).run(idle_exit=3)
     assert_exactly_once(outputs(warehouse, store), {t.ticket_id for t in tickets})
@@ -175,7 +174,7 @@ CRASHING_PROCESSOR = textwrap.dedent(
 def test_sigkill_between_the_writes_and_the_commit_loses_and_duplicates_nothing(
     kafka, stream, store, warehouse
 ):
-    stream = stream.model_copy(update={"max_batch": 100})
+    stream = changed(stream, {"max_batch": 100})
     tickets = list(generate(400, seed=9))
     produce_tickets(kafka, stream.topic, stream.partitions, 400, tickets=tickets)
     env = {
@@ -200,7 +199,7 @@ def test_sigkill_between_the_writes_and_the_commit_loses_and_duplicates_nothing(
 def test_two_processors_on_four_partitions_share_the_work_across_rebalances(
     kafka, stream, store, warehouse
 ):
-    stream = stream.model_copy(update={"partitions": 4, "max_batch": 50})
+    stream = changed(stream, {"partitions": 4, "max_batch": 50})
     kafka.ensure_topic(stream.topic, 4)
     tickets = list(generate(3000, seed=21))
     first = TicketProcessor(kafka, warehouse, store, stream)
