@@ -78,9 +78,10 @@ def test_produce_prints_a_summary_and_process_stops_cleanly_on_sigterm(
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if warehouse.scalar(f"SELECT to_regclass('{ticket_store.ROUTED_TABLE}') IS NOT NULL"):
-            if warehouse.scalar(f"SELECT count(*) FROM {ticket_store.ROUTED_TABLE}") == 150:
-                break
+        exists = f"SELECT to_regclass('{ticket_store.ROUTED_TABLE}') IS NOT NULL"
+        count = f"SELECT count(*) FROM {ticket_store.ROUTED_TABLE}"
+        if warehouse.scalar(exists) and warehouse.scalar(count) == 150:
+            break
         time.sleep(0.3)
     produce_tickets(kafka, stream.topic, stream.partitions, 50)  # in flight when SIGTERM comes
     processor.send_signal(signal.SIGTERM)

@@ -19,9 +19,9 @@ import pytest
 
 from signalbox.domains.tickets import store as ticket_store
 from signalbox.domains.tickets.process import TicketProcessor
-from signalbox.domains.tickets.settings import changed
 from signalbox.domains.tickets.produce import produce_tickets
 from signalbox.domains.tickets.raw import TICKETS_DEAD_LETTERS, TICKETS_ROUTED, dagster_reporter
+from signalbox.domains.tickets.settings import changed
 from signalbox.domains.tickets.tickets import generate
 
 pytestmark = pytest.mark.timeout(300)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import pytest
 
 from signalbox.domains.tickets.checks import (
@@ -14,8 +13,8 @@ from signalbox.domains.tickets.checks import (
     tickets_processor_stalled,
 )
 from signalbox.domains.tickets.process import TicketProcessor
-from signalbox.domains.tickets.settings import changed
 from signalbox.domains.tickets.produce import produce_tickets
+from signalbox.domains.tickets.settings import changed
 from signalbox.platform.embedded.kafka import EmbeddedKafka
 from signalbox.platform.embedded.s3 import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
 from signalbox.platform.kafka import KafkaResource
