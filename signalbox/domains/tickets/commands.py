@@ -124,7 +124,14 @@ def beside_the_demo(home: Path, *, trickle: bool) -> Iterator[Path]:
     with SIGTERM like a process manager would; yields their log file."""
     import dagster as dg
 
+    from signalbox.domains.tickets.store import create_tables
+    from signalbox.platform.settings import env_fields
+    from signalbox.platform.warehouse import WarehouseResource
+
     dg.DagsterInstance.get()  # its storage created once, before the processor reports to it
+    warehouse = WarehouseResource(**env_fields(url="SIGNALBOX_WAREHOUSE_URL"))
+    with warehouse.process_config_and_initialize().connect() as conn, conn.cursor() as cur:
+        create_tables(cur)  # the dbt models read them before the first batch lands
     command = [str(Path(sys.executable).with_name("signalbox")), "tickets"]
     log_path = home / "tickets.log"
     children: list[subprocess.Popen] = []
