@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+SPARK_STAMP := $(VENV)/.spark-stamp
 BENCH ?=
 
 .PHONY: demo test test-fast bench lint format docs clean
@@ -16,11 +17,16 @@ $(STAMP): pyproject.toml plugins/dbt-chdb/pyproject.toml plugins/dbt-chdb/dbt/ad
 	$(BIN)/python -m pip install --quiet ./plugins/dbt-chdb
 	touch $(STAMP)
 
+# the optional Spark engine of the tickets recompute: its tests run in `make test`
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[spark]'
+	touch $(SPARK_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/signalbox demo
 
 # two workers (one per core): most tests wait on engines, dbt and servers, not the CPU
-test: $(STAMP) lint
+test: $(STAMP) $(SPARK_STAMP) lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # the unit tier only: no engine, no dbt, under a minute (`-m integration`, `-m e2e` the others)

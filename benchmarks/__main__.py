@@ -13,7 +13,7 @@ import importlib
 import subprocess
 import sys
 
-DOMAINS = ["platform", "alerts", "mailbox", "user_activity", "game_timelines"]
+DOMAINS = ["platform", "alerts", "mailbox", "user_activity", "game_timelines", "tickets"]
 
 
 def main(argv: list[str]) -> int:

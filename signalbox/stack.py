@@ -170,7 +170,8 @@ def _kafka(stack: LocalStack) -> str:
     from signalbox.platform.object_store import ObjectStoreResource
 
     broker = EmbeddedKafka(log_path=stack.home / "kafka.log")
-    if stack.local_s3_url:
+    persisted = os.environ.get("SIGNALBOX_KAFKA_EMBEDDED_STORAGE", "s3").lower() != "memory"
+    if stack.local_s3_url and persisted:
         broker = EmbeddedKafka(
             s3_endpoint=stack.local_s3_url,
             access_key=DEMO_ACCESS_KEY,

@@ -173,15 +173,15 @@ def _copy_buffer(rows: Iterable[Sequence[Any]]) -> io.StringIO:
         *values, payload = row
         if not isinstance(payload, str):
             payload = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        fields = [_copy_value(v) for v in values]
-        fields.append(_copy_value(payload))
+        fields = [copy_value(v) for v in values]
+        fields.append(copy_value(payload))
         out.write("\t".join(fields))
         out.write("\n")
     out.seek(0)
     return out
 
 
-def _copy_value(value: Any) -> str:
+def copy_value(value: Any) -> str:
     if value is None:
         return "\\N"
     text = value if isinstance(value, str) else str(value)

@@ -3,10 +3,10 @@ stream's settings. The processor itself runs beside Dagster (`signalbox tickets 
 
 import dagster as dg
 
-from signalbox.domains.tickets import checks, models, raw, schedules
+from signalbox.domains.tickets import checks, models, raw, recompute, schedules
 from signalbox.domains.tickets.settings import TicketStreamResource
 
 defs = dg.Definitions.merge(
-    dg.load_definitions_from_modules([raw, models, checks, schedules]),
+    dg.load_definitions_from_modules([raw, models, checks, schedules, recompute]),
     dg.Definitions(resources={"ticket_stream": TicketStreamResource.from_env()}),
 )

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,9 +76,12 @@ class TicketProcessor:
         self.report = report
         self.consumer_settings = consumer_settings or {}
         self._stop = threading.Event()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tickets-json")
         self.batches = 0
         self.totals = {"messages": 0, "routed": 0, "new_tickets": 0, "dead_letters": 0}
         self._lag_checked = 0.0
+        self._next_offset: dict[int, int] = {}  # per partition, the offset after the last taken
+        self.skipped_repeats = 0
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group."""
@@ -89,7 +93,7 @@ class TicketProcessor:
 
     def run(self, *, max_batches: int | None = None, idle_exit: float | None = None) -> None:
         """Consume until `stop()` (or `max_batches` batches, or `idle_exit` seconds with no
-        message: for tests and benchmarks)."""
+        message since the last batch or assignment: for tests and benchmarks)."""
         from confluent_kafka import KafkaError as RdKafkaError
 
         stream = self.stream
@@ -105,8 +109,16 @@ class TicketProcessor:
             },
         )
         dead_letter_producer = self.kafka.producer()
-        consumer.subscribe([stream.topic])
+
         idle_since = time.monotonic()
+
+        def assigned(consumer, partitions) -> None:
+            nonlocal idle_since
+            idle_since = time.monotonic()  # idle is counted from a (re)assignment on
+            for tp in partitions:  # a partition (re)gained starts at its committed offset
+                self._next_offset.pop(tp.partition, None)
+
+        consumer.subscribe([stream.topic], on_assign=assigned)
         try:
             while not self.stopping:
                 messages = consumer.consume(stream.max_batch, stream.max_wait_seconds)
@@ -114,7 +126,7 @@ class TicketProcessor:
                 for message in errors:
                     if message.error().code() != RdKafkaError._PARTITION_EOF:
                         log.warning("tickets: consumer error: %s", message.error())
-                messages = [m for m in messages if not m.error()]
+                messages = self._unseen([m for m in messages if not m.error()])
                 if not messages:
                     if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
                         break
@@ -128,6 +140,7 @@ class TicketProcessor:
         finally:
             consumer.close()  # leaves the group: its partitions move at once
             dead_letter_producer.flush(10)
+            self._writer.shutdown()
 
     def process(self, messages: Sequence[Any], dead_letter_producer: Any) -> BatchResult:
         """Parse, route and write one batch (steps 1 and 2); not committed yet."""
@@ -174,8 +187,13 @@ class TicketProcessor:
                 )  # fmt: skip
             )
         window = timedelta(seconds=self.stream.window_seconds)
-        files = store.write_json(self.object_store, routed, window)
-        counts = store.write_warehouse(self.warehouse, routed, dead, window)
+        # the two writes wait on different servers: side by side, both finished before
+        # anything else happens
+        json_written = self._writer.submit(store.write_json, self.object_store, routed, window)
+        try:
+            counts = store.write_warehouse(self.warehouse, routed, dead, window)
+        finally:
+            files = json_written.result()
         if dead:
             self._send_dead_letters(dead_letter_producer, dead)
         return BatchResult(
@@ -192,6 +210,19 @@ class TicketProcessor:
         )
 
     # -- internals
+
+    def _unseen(self, messages: Sequence[Any]) -> list[Any]:
+        """Messages past the last offset taken from their partition. A broker may send a
+        fetched range again (Tansu does): offsets already in hand are dropped here, so a
+        ticket never lands in two batches' files."""
+        fresh = []
+        for m in messages:
+            if m.offset() < self._next_offset.get(m.partition(), -1):
+                self.skipped_repeats += 1
+                continue
+            self._next_offset[m.partition()] = m.offset() + 1
+            fresh.append(m)
+        return fresh
 
     def _send_dead_letters(self, producer: Any, dead: Sequence[store.DeadLetter]) -> None:
         failures: list[str] = []
@@ -239,6 +270,7 @@ class TicketProcessor:
         self.totals["routed"] += result.routed
         self.totals["new_tickets"] += result.new_tickets
         self.totals["dead_letters"] += result.dead_letters
+        self.totals["repeats_dropped"] = self.skipped_repeats
         now = time.monotonic()
         if now - self._lag_checked >= self.stream.lag_interval_seconds:
             self._lag_checked = now

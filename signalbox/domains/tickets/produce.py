@@ -37,12 +37,13 @@ def produce_tickets(
     *,
     rate: float | None = None,
     tickets: Iterable[Ticket] | None = None,
+    encoded: Iterable[tuple[str, bytes]] | None = None,
     on_delivered: Callable[[int], None] | None = None,
     timeout: float = 30.0,
 ) -> ProduceSummary:
-    """Send `count` generated tickets (or `tickets`), keyed by ticket id, at most `rate`
-    a second; waits for every delivery report. `on_delivered(n)` is called as reports
-    arrive (a progress bar)."""
+    """Send `count` generated tickets (or `tickets`, or `encoded` (ticket id, JSON) pairs),
+    keyed by ticket id, at most `rate` a second; waits for every delivery report.
+    `on_delivered(n)` is called as reports arrive (a progress bar)."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if rate is not None and rate <= 0:
@@ -53,20 +54,25 @@ def produce_tickets(
     sent = failed = 0
     first_error: list[str] = []
 
+    reported = 0
+
     def delivered(error, message) -> None:
-        nonlocal sent, failed
+        nonlocal sent, failed, reported
         if error is None:
             sent += 1
         else:
             failed += 1
             if not first_error:
                 first_error.append(str(error))
-        if on_delivered is not None:
-            on_delivered(1)
+        if on_delivered is not None and sent + failed - reported >= 500:
+            on_delivered(sent + failed - reported)  # a progress bar moves in steps
+            reported = sent + failed
 
     began = time.monotonic()
-    source = tickets if tickets is not None else generate(count)
-    for number, ticket in enumerate(source):
+    if encoded is None:
+        source = tickets if tickets is not None else generate(count)
+        encoded = ((ticket.ticket_id, ticket.to_json()) for ticket in source)
+    for number, (key, value) in enumerate(encoded):
         if number >= count:
             break
         if rate is not None:
@@ -75,14 +81,15 @@ def produce_tickets(
                 producer.poll(min(wait, 0.1))
         while True:
             try:
-                producer.produce(
-                    topic, key=ticket.ticket_id, value=ticket.to_json(), on_delivery=delivered
-                )
+                producer.produce(topic, key=key, value=value, on_delivery=delivered)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.1)
-        producer.poll(0)
+        if number % 1000 == 0:
+            producer.poll(0)  # serve delivery reports as they come
     remaining = producer.flush(timeout)
+    if on_delivered is not None and sent + failed > reported:
+        on_delivered(sent + failed - reported)
     if remaining:
         failed += remaining
         if not first_error:

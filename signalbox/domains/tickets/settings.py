@@ -22,7 +22,13 @@ class TicketStreamResource(dg.ConfigurableResource):
     group_id: str = Field(
         default="signalbox-tickets", description="SIGNALBOX_TICKETS_GROUP: the processors' group"
     )
-    max_batch: int = Field(default=500, description="Messages per batch at most.")
+    max_batch: int = Field(
+        default=5000,
+        description=(
+            "Messages per batch at most: reached only when messages wait (a backlog); "
+            "otherwise the wait below closes the batch"
+        ),
+    )
     max_wait_seconds: float = Field(default=1.0, description="A batch waits this long at most.")
     window_seconds: int = Field(default=60, description="Aggregation window of the aggregates.")
     max_message_bytes: int = Field(
@@ -31,7 +37,8 @@ class TicketStreamResource(dg.ConfigurableResource):
     session_timeout_ms: int = Field(
         default=10_000,
         description=(
-            "SIGNALBOX_TICKETS_SESSION_TIMEOUT_MS: a dead processor's partitions move after this"
+            "SIGNALBOX_TICKETS_SESSION_TIMEOUT_MS: a dead processor's partitions move after "
+            "this (Kafka refuses less than its group.min.session.timeout.ms, 6 s by default)"
         ),
     )
     lag_interval_seconds: float = Field(

@@ -15,15 +15,16 @@ committed only after both) changes nothing:
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from signalbox.domains.tickets.tickets import Ticket
 from signalbox.platform.object_store import ObjectStoreResource, StoredObject
-from signalbox.platform.warehouse import WarehouseResource, _copy_value
+from signalbox.platform.warehouse import WarehouseResource, copy_value
 
 ROUTED_TABLE = "raw.tickets_routed"
 AGGREGATES_TABLE = "raw.tickets_aggregates"
@@ -50,8 +51,8 @@ class RoutedTicket:
             "request_type": t.request_type,
             "priority": t.priority,
             "team": self.team,
-            "created_at": _iso(t.created_at),
-            "routed_at": _iso(self.routed_at),
+            "created_at": iso(t.created_at),
+            "routed_at": iso(self.routed_at),
             "text": t.text,
             "partition": self.partition,
             "offset": self.offset,
@@ -100,7 +101,7 @@ def aggregate(routed: Sequence[RoutedTicket], window: timedelta) -> list[dict]:
         for r in routed
     )
     return [
-        {"window_start": _iso(w), "window_seconds": int(window.total_seconds()),
+        {"window_start": iso(w), "window_seconds": int(window.total_seconds()),
          "request_type": rt, "team": team, "priority": pr, "tickets": n}
         for (w, rt, team, pr), n in sorted(counts.items())
     ]  # fmt: skip
@@ -119,18 +120,18 @@ def write_json(
         groups.setdefault((r.batch_day, r.batch_id), []).append(r)
     stored = []
     for (day, batch), rows in sorted(groups.items()):
-        lines = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rows)
+        lines = b"".join(orjson.dumps(r.to_dict()) + b"\n" for r in rows)
         stored.append(
             store.put_bytes(
                 f"{ROUTED_DATASET}/date={day}/batch={batch}.jsonl",
-                lines.encode(),
+                lines,
                 "application/x-ndjson",
             )
         )
         stored.append(
             store.put_bytes(
                 f"{AGGREGATES_DATASET}/date={day}/batch={batch}.json",
-                json.dumps(aggregate(rows, window), ensure_ascii=False).encode(),
+                orjson.dumps(aggregate(rows, window)),
                 "application/json",
             )
         )
@@ -200,10 +201,13 @@ def write_warehouse(
         buffer = io.StringIO()
         for r in routed:
             t = r.ticket
-            values = (t.ticket_id, t.client_id, t.request_type, t.priority, r.team,
-                      t.created_at.isoformat(), r.routed_at.isoformat(), t.text, r.partition,
-                      r.offset, r.batch_id)  # fmt: skip
-            buffer.write("\t".join(_copy_value(v) for v in values) + "\n")
+            # only the free-text fields can hold a tab, a newline or a backslash
+            buffer.write(
+                f"{copy_value(t.ticket_id)}\t{t.client_id}\t{copy_value(t.request_type)}\t"
+                f"{t.priority}\t{copy_value(r.team)}\t{t.created_at.isoformat()}\t"
+                f"{r.routed_at.isoformat()}\t{copy_value(t.text)}\t{r.partition}\t{r.offset}\t"
+                f"{r.batch_id}\n"
+            )
         buffer.seek(0)
         cur.copy_expert("COPY _tickets_in FROM STDIN", buffer)
         cur.execute(
@@ -240,5 +244,5 @@ def write_warehouse(
     return WarehouseCounts(new_tickets, aggregate_rows, dead)
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

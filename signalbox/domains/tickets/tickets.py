@@ -9,15 +9,15 @@ an unknown request type is not an error, it goes to the routing's default team.
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+import orjson
 import yaml
 
 PRIORITIES = ("low", "medium", "high", "urgent")
@@ -44,8 +44,15 @@ class Ticket:
     text: str
 
     def to_json(self) -> bytes:
-        fields = asdict(self) | {"created_at": _iso(self.created_at)}
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+        fields = {
+            "ticket_id": self.ticket_id,
+            "client_id": self.client_id,
+            "request_type": self.request_type,
+            "priority": self.priority,
+            "created_at": _iso(self.created_at),
+            "text": self.text,
+        }
+        return orjson.dumps(fields)
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,8 @@ def parse(value: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> Ticket:
     if len(value) > max_bytes:
         raise Rejected("oversized", f"{len(value)} bytes > {max_bytes}")
     try:
-        document = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:  # invalid UTF-8 included
         raise Rejected("not_json", str(exc)[:200]) from None
     if not isinstance(document, dict):
         raise Rejected("not_an_object", type(document).__name__)

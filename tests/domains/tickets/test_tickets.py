@@ -91,3 +91,30 @@ def test_the_routing_file_is_checked(tmp_path):
     bad.write_text("teams: {a: b}\n")
     with pytest.raises(ValueError, match="default_team"):
         Routing.load(bad)
+
+
+class FakeMessage:
+    def __init__(self, partition: int, offset: int):
+        self._partition, self._offset = partition, offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def test_offsets_a_broker_sends_again_are_taken_once():
+    """A broker may send fetched ranges again (Tansu does); the processor takes each offset
+    once per assignment, in order, and counts what it dropped."""
+    from signalbox.domains.tickets.process import TicketProcessor
+
+    processor = TicketProcessor.__new__(TicketProcessor)
+    processor._next_offset, processor.skipped_repeats = {}, 0
+    first = processor._unseen([FakeMessage(p, o) for p, o in [(0, 0), (0, 1), (1, 7)]])
+    again = processor._unseen(
+        [FakeMessage(p, o) for p, o in [(0, 0), (0, 1), (0, 2), (1, 7), (1, 8), (0, 2)]]
+    )
+    assert [(m.partition(), m.offset()) for m in first] == [(0, 0), (0, 1), (1, 7)]
+    assert [(m.partition(), m.offset()) for m in again] == [(0, 2), (1, 8)]
+    assert processor.skipped_repeats == 4

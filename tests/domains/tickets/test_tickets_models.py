@@ -39,6 +39,7 @@ def built(tmp_path_factory, fresh_database, moto_url, kafka_bootstrap, code_loca
             "warehouse_dbt": dbt_resource(warehouse_project),
             "kafka": kafka,
             "ticket_stream": stream,
+            "object_store": store,
         }
         defs = dg.load_definitions_from_package_module(
             signalbox.domains.tickets, resources=resources
