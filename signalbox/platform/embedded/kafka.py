@@ -16,8 +16,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
+from signalbox.platform.embedded.child import ChildServer
 from signalbox.platform.embedded.ports import free_port
 
 
@@ -41,7 +41,7 @@ def tansu_binary() -> Path:
     return path
 
 
-class EmbeddedKafka:
+class EmbeddedKafka(ChildServer):
     """`tansu broker` on 127.0.0.1; `start()`/`stop()` or `with`.
 
     `s3_endpoint` (with its key pair) persists the broker's state in `bucket` on that
@@ -76,10 +76,6 @@ class EmbeddedKafka:
     @property
     def storage_url(self) -> str:
         return f"s3://{self.bucket}/" if self.s3_endpoint else "memory://signalbox/"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     @property
     def bootstrap(self) -> str:
@@ -137,30 +133,6 @@ class EmbeddedKafka:
                 raise EmbeddedKafkaError(f"Tansu did not start on {listener} ({why}){where}")
             time.sleep(0.02)
         return self.bootstrap
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, wait, SIGKILL if it does not exit. Idempotent."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-
-    def __enter__(self) -> EmbeddedKafka:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _accepts(self) -> bool:
         try:

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 
+from signalbox.platform.embedded.child import ChildServer
 from signalbox.platform.embedded.ports import free_port
 from signalbox.platform.settings import signalbox_home
 
@@ -41,7 +41,7 @@ def nanio_binary() -> Path:
     return path
 
 
-class EmbeddedS3:
+class EmbeddedS3(ChildServer):
     """`nanio serve` on 127.0.0.1 over `data_dir`; `start()`/`stop()` or `with`."""
 
     def __init__(
@@ -71,10 +71,6 @@ class EmbeddedS3:
     def log_path(self) -> Path:
         # beside the data dir, not in it: nanio serves the data dir's folders as buckets
         return self.data_dir.with_name(self.data_dir.name + ".log")
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     @property
     def url(self) -> str:
@@ -146,30 +142,6 @@ class EmbeddedS3:
             raise
         self.start_seconds = time.monotonic() - began
         return self.url
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, wait, SIGKILL if it does not exit. Idempotent."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-
-    def __enter__(self) -> EmbeddedS3:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _wait_until_answering(self, began: float) -> None:
         assert self._process is not None and self.port is not None
