@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from signalbox.domains.tickets.process import ProcessorError
 from signalbox.platform.kafka import KafkaError
 
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "produce":
             return produce(args.count, args.rate, quiet=args.quiet)
         return process(report=not args.no_report, idle_exit=args.idle_exit)
-    except KafkaError as exc:
+    except (KafkaError, ProcessorError) as exc:
         print(f"signalbox tickets {args.action}: {exc}", file=sys.stderr)
         return 1
 

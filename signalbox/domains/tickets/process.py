@@ -35,6 +35,10 @@ from signalbox.platform.warehouse import WarehouseResource
 log = logging.getLogger("signalbox.tickets")
 
 
+class ProcessorError(RuntimeError):
+    """A batch could not be written after every attempt; nothing of it was committed."""
+
+
 @dataclass
 class BatchResult:
     """What one batch did; becomes the materializations' metadata."""
@@ -132,7 +136,7 @@ class TicketProcessor:
                         break
                     continue
                 idle_since = time.monotonic()
-                result = self.process(messages, dead_letter_producer)
+                result = self._process_with_retries(messages, dead_letter_producer)
                 self._commit(consumer, messages)
                 self._account(result)
                 if max_batches is not None and self.batches >= max_batches:
@@ -210,6 +214,34 @@ class TicketProcessor:
         )
 
     # -- internals
+
+    def _process_with_retries(self, messages: Sequence[Any], dead_letter_producer: Any):
+        """`process`, again with backoff when a write fails (a server restarting, a network
+        blip); the writes are idempotent, so a half-written attempt is simply redone. After
+        the last attempt the processor stops without committing: the batch stays on the
+        topic for the next member."""
+        from tenacity import Retrying, stop_after_attempt, wait_exponential
+
+        attempts = Retrying(
+            stop=stop_after_attempt(self.stream.write_attempts),
+            wait=wait_exponential(multiplier=self.stream.retry_wait_seconds, max=30),
+            before_sleep=lambda state: log.warning(
+                "tickets: writing the batch failed (attempt %d of %d): %s",
+                state.attempt_number,
+                self.stream.write_attempts,
+                state.outcome.exception(),
+            ),  # fmt: skip
+            reraise=True,
+        )
+        try:
+            return attempts(self.process, messages, dead_letter_producer)
+        except Exception as exc:
+            offsets = ", ".join(f"p{m.partition()}@{m.offset()}" for m in messages[:1])
+            raise ProcessorError(
+                f"a batch of {len(messages)} messages from {offsets} could not be written after "
+                f"{self.stream.write_attempts} attempts ({type(exc).__name__}: {exc}); nothing "
+                "of it was committed"
+            ) from exc
 
     def _unseen(self, messages: Sequence[Any]) -> list[Any]:
         """Messages past the last offset taken from their partition. A broker may send a

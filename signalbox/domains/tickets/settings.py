@@ -41,6 +41,12 @@ class TicketStreamResource(dg.ConfigurableResource):
             "this (Kafka refuses less than its group.min.session.timeout.ms, 6 s by default)"
         ),
     )
+    write_attempts: int = Field(
+        default=5, description="Attempts to write a batch before the processor gives up."
+    )
+    retry_wait_seconds: float = Field(
+        default=1.0, description="First wait between attempts (doubling, at most 30 s)."
+    )
     lag_interval_seconds: float = Field(
         default=5.0, description="Lag is measured this often at most."
     )

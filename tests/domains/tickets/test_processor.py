@@ -18,11 +18,12 @@ import dagster as dg
 import pytest
 
 from signalbox.domains.tickets import store as ticket_store
-from signalbox.domains.tickets.process import TicketProcessor
+from signalbox.domains.tickets.process import ProcessorError, TicketProcessor
 from signalbox.domains.tickets.produce import produce_tickets
 from signalbox.domains.tickets.raw import TICKETS_DEAD_LETTERS, TICKETS_ROUTED, dagster_reporter
 from signalbox.domains.tickets.settings import changed
 from signalbox.domains.tickets.tickets import generate
+from signalbox.platform.warehouse import WarehouseResource
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -149,7 +150,7 @@ def test_a_redelivered_batch_changes_no_output(kafka, stream, store, warehouse):
 CRASHING_PROCESSOR = textwrap.dedent(
     """
     import os, signal, sys
-    from signalbox.domains.tickets.process import TicketProcessor
+    from signalbox.domains.tickets.process import ProcessorError, TicketProcessor
     from signalbox.domains.tickets.settings import TicketStreamResource
     from signalbox.platform.kafka import KafkaResource
     from signalbox.platform.object_store import ObjectStoreResource
@@ -223,3 +224,19 @@ def test_two_processors_on_four_partitions_share_the_work_across_rebalances(
     leftover.run(idle_exit=4)
     assert_exactly_once(outputs(warehouse, store), {t.ticket_id for t in tickets})
     assert sum(kafka.lag(stream.group_id, stream.topic).values()) == 0
+
+
+def test_a_warehouse_that_stays_down_stops_the_processor_with_nothing_committed(
+    kafka, stream, store, warehouse
+):
+    """Writes are retried with backoff; when every attempt fails the processor stops with
+    one error and commits nothing, so the next member (here: the same, restarted against
+    a warehouse that is back) takes the whole batch."""
+    produce_tickets(kafka, stream.topic, stream.partitions, 60)
+    down = WarehouseResource(url="postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    impatient = changed(stream, {"write_attempts": 2, "retry_wait_seconds": 0.1})
+    with pytest.raises(ProcessorError, match="after 2 attempts"):
+        TicketProcessor(kafka, down, store, impatient).run(idle_exit=3)
+    assert sum(kafka.lag(stream.group_id, stream.topic).values()) == 60
+    TicketProcessor(kafka, warehouse, store, stream).run(idle_exit=3)
+    assert warehouse.scalar(f"SELECT count(*) FROM {ticket_store.ROUTED_TABLE}") == 60
