@@ -199,13 +199,16 @@ def write_warehouse(
             " ON COMMIT DROP"
         )
         buffer = io.StringIO()
+        routed_at = {}  # one routing time per batch: formatted once
         for r in routed:
+            if r.routed_at not in routed_at:
+                routed_at[r.routed_at] = r.routed_at.isoformat()
             t = r.ticket
             # only the free-text fields can hold a tab, a newline or a backslash
             buffer.write(
                 f"{copy_value(t.ticket_id)}\t{t.client_id}\t{copy_value(t.request_type)}\t"
                 f"{t.priority}\t{copy_value(r.team)}\t{t.created_at.isoformat()}\t"
-                f"{r.routed_at.isoformat()}\t{copy_value(t.text)}\t{r.partition}\t{r.offset}\t"
+                f"{routed_at[r.routed_at]}\t{copy_value(t.text)}\t{r.partition}\t{r.offset}\t"
                 f"{r.batch_id}\n"
             )
         buffer.seek(0)

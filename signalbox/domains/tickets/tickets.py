@@ -21,6 +21,7 @@ import orjson
 import yaml
 
 PRIORITIES = ("low", "medium", "high", "urgent")
+REQUIRED = ("ticket_id", "client_id", "request_type", "priority", "created_at")
 MAX_MESSAGE_BYTES = 64 * 1024  # a ticket is a few hundred bytes; anything this big is not one
 ROUTING_FILE = Path(__file__).with_name("routing.yaml")
 
@@ -93,9 +94,9 @@ def parse(value: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES) -> Ticket:
         raise Rejected("not_json", str(exc)[:200]) from None
     if not isinstance(document, dict):
         raise Rejected("not_an_object", type(document).__name__)
-    missing = [f for f in ("ticket_id", "client_id", "request_type", "priority", "created_at")
-               if document.get(f) in (None, "")]  # fmt: skip
-    if missing:
+    values = tuple(map(document.get, REQUIRED))
+    if None in values or "" in values:  # checked in C; names listed only for a rejection
+        missing = [f for f, v in zip(REQUIRED, values, strict=True) if v is None or v == ""]
         raise Rejected("missing_fields", ", ".join(missing))
     ticket_id, client_id = document["ticket_id"], document["client_id"]
     if not isinstance(ticket_id, str) or len(ticket_id) > 64:
