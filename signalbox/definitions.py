@@ -13,12 +13,13 @@ import dagster as dg
 
 import signalbox.domains
 from signalbox.checks.iqr import iqr_check_keys
+from signalbox.domains import production_variables
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.dbt import dbt_resource, warehouse_project
 from signalbox.platform.email import EmailResource
 from signalbox.platform.kafka import KafkaResource
 from signalbox.platform.object_store import ObjectStoreResource
-from signalbox.platform.settings import env_fields
+from signalbox.platform.settings import env_fields, in_production, require
 from signalbox.platform.telegram import TelegramResource
 from signalbox.platform.warehouse import WarehouseResource
 from signalbox.sensors.freshness_alerts import build_freshness_alert_sensor, freshness_expectations
@@ -51,6 +52,8 @@ def shared_resources() -> dict[str, object]:
 
 
 def build_definitions() -> dg.Definitions:
+    if in_production():  # fail closed, before any resource is built
+        require(production_variables())
     domains = dg.Definitions.merge(*domain_definitions())
     return dg.Definitions.merge(
         domains,

@@ -83,6 +83,9 @@ def stand_ins() -> list[StandIn]:
 @contextmanager
 def local_stack(demo_backfill_days: int = 45) -> Iterator[LocalStack]:
     """Start what production variables do not point elsewhere; stop it on exit."""
+    from signalbox.platform.settings import refuse_embedded
+
+    refuse_embedded("the local stack (embedded engines and API simulators)")
     home = signalbox_home()
     os.environ["SIGNALBOX_HOME"] = str(home)
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import dagster as dg
 from pydantic import Field
 
-from signalbox.platform.settings import signalbox_home
+from signalbox.platform.settings import refuse_embedded, signalbox_home
 
 if TYPE_CHECKING:  # clickhouse-connect is imported when a client opens, not at code load
     from clickhouse_connect.driver.client import Client
@@ -252,7 +252,8 @@ class ClickHouseResource(dg.ConfigurableResource):
         return parse_clickhouse_url(self.url, self.database)
 
     def data_dir(self) -> Path:
-        """The embedded engine's data directory."""
+        """The embedded engine's data directory (refused in production)."""
+        refuse_embedded("the embedded chDB", "SIGNALBOX_CLICKHOUSE_URL")
         return signalbox_home() / "clickhouse"
 
     def lock_path(self) -> Path:

@@ -7,6 +7,7 @@ lives under one directory: `SIGNALBOX_HOME`, default `.signalbox/` in the workin
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from dagster import EnvVar
@@ -44,3 +45,61 @@ def env_fields(**fields: str) -> dict[str, EnvVar]:
 def env_int_fields(**fields: str) -> dict[str, EnvVar]:
     """`env_fields` for integer fields (`EnvVar.int`)."""
     return {field: EnvVar.int(var) for field, var in fields.items() if os.environ.get(var)}
+
+
+# --------------------------------------------------------------------------- profiles
+#
+# SIGNALBOX_ENV=local (the default: the demo and the tests) lets an unset production
+# variable mean "use the embedded stand-in". SIGNALBOX_ENV=production fails closed: the code
+# location refuses to load while any variable it needs is unset, listing all of them, and
+# no embedded engine or simulator is ever started.
+
+PROFILE_ENV = "SIGNALBOX_ENV"
+PROFILES = ("local", "production")
+
+# what every production deployment needs, whatever its domains (each domain lists its own
+# in its package's PRODUCTION_VARIABLES)
+PLATFORM_PRODUCTION_VARIABLES = {
+    "SIGNALBOX_WAREHOUSE_URL": "the warehouse PostgreSQL URL",
+    "SIGNALBOX_S3_BUCKET": "the object store's bucket",
+    "SIGNALBOX_SMTP_HOST": "the mail server for notifications",
+    "SIGNALBOX_MAIL_TO": "who receives the notifications",
+    "TELEGRAM_BOT_TOKEN": "the on-call chat's bot token",
+    "TELEGRAM_CHAT_ID": "the on-call chat",
+}
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a deployment this profile may run."""
+
+
+def profile(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    value = (environ.get(PROFILE_ENV) or "local").strip().lower()
+    if value not in PROFILES:
+        raise SettingsError(f"{PROFILE_ENV} must be one of {', '.join(PROFILES)}, got {value!r}")
+    return value
+
+
+def in_production(environ: Mapping[str, str] | None = None) -> bool:
+    return profile(environ) == "production"
+
+
+def require(variables: Mapping[str, str], environ: Mapping[str, str] | None = None) -> None:
+    """One `SettingsError` naming every variable of `variables` (name -> what it is) that
+    is unset or empty."""
+    environ = os.environ if environ is None else environ
+    missing = sorted(name for name in variables if not (environ.get(name) or "").strip())
+    if missing:
+        listed = "\n".join(f"  {name}: {variables[name]}" for name in missing)
+        raise SettingsError(
+            f"{PROFILE_ENV}=production, and {len(missing)} required variable(s) are not set "
+            f"(nothing was started):\n{listed}"
+        )
+
+
+def refuse_embedded(what: str, variable: str | None = None) -> None:
+    """Called where a stand-in would start: in production that is an error, never a default."""
+    if in_production():
+        unset = f"{variable} is not set, and " if variable else ""
+        raise SettingsError(f"{PROFILE_ENV}=production: {unset}{what} is never started there")

@@ -21,6 +21,7 @@ import psycopg2.extensions
 from pydantic import Field
 
 from signalbox.platform.embedded import embedded_warehouse_url
+from signalbox.platform.settings import refuse_embedded
 
 WATERMARKS_TABLE = "raw.ingest_watermarks"
 
@@ -40,7 +41,10 @@ class WarehouseResource(dg.ConfigurableResource):
     )
 
     def resolved_url(self) -> str:
-        return libpq_url(self.url) if self.url else embedded_warehouse_url()
+        if self.url:
+            return libpq_url(self.url)
+        refuse_embedded("the embedded PostgreSQL", "SIGNALBOX_WAREHOUSE_URL")
+        return embedded_warehouse_url()
 
     @contextmanager
     def connect(self) -> Iterator[psycopg2.extensions.connection]:

@@ -3,3 +3,7 @@
 with e-mail and chat notices after each run."""
 
 GROUP = "game_timelines"
+PRODUCTION_VARIABLES = {
+    "NEOPLE_API_KEY": "Neople Open API key",
+    "NEOPLE_CHARACTERS": "the characters to follow, serverId:characterId,...",
+}

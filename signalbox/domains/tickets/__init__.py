@@ -4,3 +4,4 @@ warehouse -> dbt marts. The processor runs beside Dagster (`signalbox tickets pr
 and reports each batch to the Dagster instance as a materialization."""
 
 GROUP = "tickets"
+PRODUCTION_VARIABLES = {"SIGNALBOX_KAFKA_BOOTSTRAP": "the Kafka-API cluster of the tickets topic"}

@@ -5,6 +5,7 @@
 from datetime import timedelta
 
 GROUP = "user_activity"
+PRODUCTION_VARIABLES = {"SIGNALBOX_CLICKHOUSE_URL": "the ClickHouse server with the user actions"}
 BUCKET = timedelta(minutes=15)  # the metrics' and the checks' time bucket
 # The 15-minute run lands a bucket a minute after it closes: the checks judge the latest
 # bucket that closed at least this long ago, so a run in flight is not mistaken for silence

@@ -8,7 +8,7 @@ import dagster as dg
 from signalbox.domains.user_activity import checks, models, raw, report, schedules
 from signalbox.domains.user_activity.source import ExistingUserActions, UserActionsSource
 from signalbox.platform.dbt import activity_project, dbt_resource
-from signalbox.platform.settings import env_fields
+from signalbox.platform.settings import env_fields, refuse_embedded
 
 
 def user_actions_source() -> UserActionsSource:
@@ -17,6 +17,7 @@ def user_actions_source() -> UserActionsSource:
     default = "existing" if os.environ.get("SIGNALBOX_CLICKHOUSE_URL") else "generated"
     if os.environ.get("SIGNALBOX_USER_ACTIONS", default) == "existing":
         return ExistingUserActions()
+    refuse_embedded("the user-actions generator", "SIGNALBOX_USER_ACTIONS=existing")
     from signalbox.simulators.user_activity import GeneratedUserActions
 
     return GeneratedUserActions(**env_fields(anomalies="SIGNALBOX_ACTIVITY_ANOMALIES"))
