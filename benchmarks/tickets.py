@@ -70,12 +70,10 @@ def engines(*, persisted: bool = True) -> Iterator[Engines]:
             store = ObjectStoreResource(bucket="signalbox", endpoint_url=s3.url)
             store.ensure_bucket()
             ObjectStoreResource(bucket="signalbox-kafka", endpoint_url=s3.url).ensure_bucket()
-            broker = EmbeddedKafka(log_path=home / "kafka.log")
-            if persisted:
-                broker = EmbeddedKafka(
-                    s3_endpoint=s3.url, access_key=s3.access_key, secret_key=s3.secret_key,
-                    log_path=home / "kafka.log",
-                )  # fmt: skip
+            broker = EmbeddedKafka(
+                s3_endpoint=s3.url if persisted else None, access_key=s3.access_key,
+                secret_key=s3.secret_key, log_path=home / "kafka.log",
+            )  # fmt: skip
             with broker:
                 yield Engines(
                     KafkaResource(bootstrap_servers=broker.bootstrap),

@@ -172,15 +172,15 @@ def _kafka(stack: LocalStack) -> str:
     from signalbox.platform.embedded.s3 import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
     from signalbox.platform.object_store import ObjectStoreResource
 
-    broker = EmbeddedKafka(log_path=stack.home / "kafka.log")
-    persisted = os.environ.get("SIGNALBOX_KAFKA_EMBEDDED_STORAGE", "s3").lower() != "memory"
-    if stack.local_s3_url and persisted:
-        broker = EmbeddedKafka(
-            s3_endpoint=stack.local_s3_url,
-            access_key=DEMO_ACCESS_KEY,
-            secret_key=DEMO_SECRET_KEY,
-            log_path=stack.home / "kafka.log",
-        )
+    in_memory = os.environ.get("SIGNALBOX_KAFKA_EMBEDDED_STORAGE", "s3").lower() == "memory"
+    s3_endpoint = None if in_memory else stack.local_s3_url
+    broker = EmbeddedKafka(
+        s3_endpoint=s3_endpoint,
+        access_key=DEMO_ACCESS_KEY,
+        secret_key=DEMO_SECRET_KEY,
+        log_path=stack.home / "kafka.log",
+    )
+    if s3_endpoint:
         store = ObjectStoreResource.from_env(bucket=broker.bucket, prefix="")
         store.process_config_and_initialize().ensure_bucket()
     bootstrap = broker.start()

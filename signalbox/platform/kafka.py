@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -32,6 +33,17 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 class KafkaError(RuntimeError):
     """The broker is unreachable or refused an operation; says which and where."""
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    partition: int
+    committed: int | None  # None: the group never committed here
+    end: int  # the offset after the partition's last message
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - (self.committed or 0))
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -162,7 +174,7 @@ class KafkaResource(dg.ConfigurableResource):
             raise KafkaError(f"topic {topic!r} does not exist on {self.bootstrap_servers}")
         return sorted(topics[topic].partitions)
 
-    def end_offsets(self, topic: str) -> dict[int, int]:
+    def end_offsets(self, topic: str, partitions: list[int] | None = None) -> dict[int, int]:
         """The offset after each partition's last message.
 
         The high watermark, checked by reading the partition's last batch from one before
@@ -177,7 +189,7 @@ class KafkaResource(dg.ConfigurableResource):
         )
         ends: dict[int, int] = {}
         try:
-            for partition in self.partitions(topic):
+            for partition in partitions or self.partitions(topic):
                 tp = TopicPartition(topic, partition)
                 low, high = probe.get_watermark_offsets(tp, timeout=self.timeout_seconds)
                 ends[partition] = high
@@ -200,25 +212,32 @@ class KafkaResource(dg.ConfigurableResource):
             probe.close()
         return ends
 
-    def committed_offsets(self, group_id: str, topic: str) -> dict[int, int | None]:
+    def committed_offsets(
+        self, group_id: str, topic: str, partitions: list[int] | None = None
+    ) -> dict[int, int | None]:
         """The group's committed offset per partition (None: nothing committed yet)."""
         from confluent_kafka import TopicPartition
 
         consumer = self.consumer(group_id)
         try:
             committed = consumer.committed(
-                [TopicPartition(topic, p) for p in self.partitions(topic)],
+                [TopicPartition(topic, p) for p in partitions or self.partitions(topic)],
                 timeout=self.timeout_seconds,
             )
         finally:
             consumer.close()
         return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in committed}
 
+    def group_lag(self, group_id: str, topic: str) -> list[PartitionLag]:
+        """Per partition: the group's committed offset, the end, and the lag between them."""
+        partitions = self.partitions(topic)
+        ends = self.end_offsets(topic, partitions)
+        committed = self.committed_offsets(group_id, topic, partitions)
+        return [PartitionLag(p, committed.get(p), ends[p]) for p in sorted(ends)]
+
     def lag(self, group_id: str, topic: str) -> dict[int, int]:
         """Messages not yet committed by the group, per partition."""
-        ends = self.end_offsets(topic)
-        committed = self.committed_offsets(group_id, topic)
-        return {p: max(0, end - (committed.get(p) or 0)) for p, end in ends.items()}
+        return {p.partition: p.lag for p in self.group_lag(group_id, topic)}
 
     def require_reachable(self) -> None:
         """A one-line `KafkaError` unless the first bootstrap address accepts a TCP

@@ -18,14 +18,12 @@ from signalbox.platform.warehouse import WarehouseResource
 
 
 def _offsets(kafka: KafkaResource, stream: TicketStreamResource) -> dict[str, object]:
-    ends = kafka.end_offsets(stream.topic)
-    committed = kafka.committed_offsets(stream.group_id, stream.topic)
-    lag = {p: max(0, end - (committed.get(p) or 0)) for p, end in ends.items()}
+    partitions = kafka.group_lag(stream.group_id, stream.topic)
     table = "\n".join(
         ["| partition | committed | end | lag |", "|---|---|---|---|"]
-        + [f"| {p} | {committed.get(p, '-')} | {ends[p]} | {lag[p]} |" for p in sorted(ends)]
+        + [f"| {p.partition} | {p.committed} | {p.end} | {p.lag} |" for p in partitions]
     )
-    return {"lag": sum(lag.values()), "partitions": dg.MetadataValue.md(table)}
+    return {"lag": sum(p.lag for p in partitions), "partitions": dg.MetadataValue.md(table)}
 
 
 def _broker_down(kafka: KafkaResource, exc: Exception) -> dg.AssetCheckResult:

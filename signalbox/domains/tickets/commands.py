@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from signalbox.domains.tickets.process import ProcessorError
 from signalbox.platform.kafka import KafkaError
 
 
@@ -41,6 +40,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the processor's modules (object store, warehouse) load only for a tickets command
+    from signalbox.domains.tickets.process import ProcessorError
     from signalbox.stack import attach_to_local_stack
 
     attach_to_local_stack()

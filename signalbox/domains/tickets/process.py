@@ -137,7 +137,7 @@ class TicketProcessor:
                     continue
                 idle_since = time.monotonic()
                 result = self._process_with_retries(messages, dead_letter_producer)
-                self._commit(consumer, messages)
+                self._commit(consumer, result)
                 self._account(result)
                 if max_batches is not None and self.batches >= max_batches:
                     break
@@ -280,13 +280,15 @@ class TicketProcessor:
             # not committed: the batch comes again (the table already holds these letters)
             raise RuntimeError(f"dead-letter topic: {len(failures) or len(producer)} not delivered")
 
-    def _commit(self, consumer: Any, messages: Sequence[Any]) -> None:
+    def _commit(self, consumer: Any, result: BatchResult) -> None:
+        """Commit the offset after the batch's last message in each of its partitions
+        (offsets only grow within a batch: `_unseen` drops anything older)."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        ends: dict[int, int] = {}
-        for m in messages:
-            ends[m.partition()] = max(ends.get(m.partition(), -1), m.offset() + 1)
-        offsets = [TopicPartition(self.stream.topic, p, o) for p, o in sorted(ends.items())]
+        offsets = [
+            TopicPartition(self.stream.topic, partition, last + 1)
+            for partition, (_, last) in result.offsets.items()
+        ]
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:

@@ -130,7 +130,7 @@ def test_each_batch_reaches_the_dagster_instance_as_materializations(
 class NeverCommits(TicketProcessor):
     """Writes its batch and dies before the commit (the in-process twin of a SIGKILL)."""
 
-    def _commit(self, consumer, messages) -> None:
+    def _commit(self, consumer, result) -> None:
         pass
 
 
@@ -159,10 +159,10 @@ CRASHING_PROCESSOR = textwrap.dedent(
     crash_at = int(os.environ["CRASH_AT_BATCH"])
 
     class Crashing(TicketProcessor):
-        def _commit(self, consumer, messages):
+        def _commit(self, consumer, result):
             if self.batches + 1 == crash_at:  # both writes done, the commit not yet
                 os.kill(os.getpid(), signal.SIGKILL)
-            super()._commit(consumer, messages)
+            super()._commit(consumer, result)
 
     stream = TicketStreamResource.model_validate_json(os.environ["STREAM"])
     store = ObjectStoreResource.model_validate_json(os.environ["STORE"])
