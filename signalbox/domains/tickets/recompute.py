@@ -43,14 +43,7 @@ def routed_keys(object_store: ObjectStoreResource, day: str) -> list[str]:
 
 def _row(window_epoch: int, window: int, request_type: str, team: str, priority: str, n) -> dict:
     start = datetime.fromtimestamp(window_epoch, UTC)
-    return {
-        "window_start": store.iso(start),
-        "window_seconds": window,
-        "request_type": request_type,
-        "team": team,
-        "priority": priority,
-        "tickets": int(n),
-    }
+    return store.aggregate_row(start, window, request_type, team, priority, n)
 
 
 def aggregate_in_warehouse(

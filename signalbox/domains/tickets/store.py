@@ -89,6 +89,14 @@ def window_start(moment: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
 
 
+def aggregate_row(
+    start: datetime, seconds: int, request_type: str, team: str, priority: str, tickets: int
+) -> dict:
+    """One row of an aggregates JSON file (the stream's and the recompute's alike)."""
+    return {"window_start": iso(start), "window_seconds": seconds, "request_type": request_type,
+            "team": team, "priority": priority, "tickets": int(tickets)}  # fmt: skip
+
+
 def aggregate(routed: Sequence[RoutedTicket], window: timedelta) -> list[dict]:
     """Tickets per window, request type, team and priority (what the JSON file holds)."""
     counts = Counter(
@@ -100,9 +108,9 @@ def aggregate(routed: Sequence[RoutedTicket], window: timedelta) -> list[dict]:
         )
         for r in routed
     )
+    seconds = int(window.total_seconds())
     return [
-        {"window_start": iso(w), "window_seconds": int(window.total_seconds()),
-         "request_type": rt, "team": team, "priority": pr, "tickets": n}
+        aggregate_row(w, seconds, rt, team, pr, n)
         for (w, rt, team, pr), n in sorted(counts.items())
     ]  # fmt: skip
 
