@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SPARK_STAMP := $(VENV)/.spark-stamp
 BENCH ?=
 
-.PHONY: demo test test-fast bench lint format docs clean
+.PHONY: demo test test-fast bench lint format docs wheel constraints clean
 
 $(STAMP): pyproject.toml plugins/dbt-chdb/pyproject.toml plugins/dbt-chdb/dbt/adapters/chdb/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,8 +53,19 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH)
 
+# the production artefact: the wheel with the dbt projects and prepared manifests inside
+wheel: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH bash deploy/build-wheel.sh dist
+
+# deploy/constraints.txt: the wheel installed alone into a fresh virtualenv, frozen
+constraints: wheel
+	rm -rf build/constraints-venv && $(PYTHON) -m venv build/constraints-venv
+	build/constraints-venv/bin/pip install --quiet dist/signalbox-*.whl
+	{ sed -n '/^#/p' deploy/constraints.txt; build/constraints-venv/bin/pip freeze --exclude signalbox; } > deploy/constraints.new
+	mv deploy/constraints.new deploy/constraints.txt && rm -rf build/constraints-venv
+
 docs: $(STAMP)
 	$(BIN)/signalbox docs
 
 clean:
-	rm -rf $(VENV) .signalbox
+	rm -rf $(VENV) .signalbox build dist

@@ -25,7 +25,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from signalbox.platform.settings import DBT_ROOT
+from signalbox.platform.settings import DBT_ROOT, PACKAGED_DBT_ROOT
 from signalbox.platform.warehouse import WarehouseResource
 
 # the dbt installed beside this interpreter, whether or not its virtualenv is activated
@@ -54,11 +54,24 @@ def dbt_resource(project: DbtProject) -> DbtCliResource:
     return DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
 
 
+def is_packaged(project: DbtProject) -> bool:
+    """Running from the prepared copy a wheel carries (read as built, never re-parsed)."""
+    return Path(project.project_dir) == project.packaged_project_dir
+
+
 def prepare(project: DbtProject) -> None:
     """`dbt deps` and `dbt parse` with the dbt beside this interpreter, skipped when the
     manifest was built from the same sources (a test session, a demo start or a UI reload
-    whose projects did not change pays nothing). Processes that start together (a code
-    server and a run worker) wait on one lock instead of parsing twice."""
+    whose projects did not change pays nothing); processes that start together (a code
+    server and a run worker) wait on one lock instead of parsing twice. An installed wheel's
+    prepared copy is used as it was built."""
+    if is_packaged(project):
+        if not project.manifest_path.exists():
+            raise FileNotFoundError(
+                f"{project.manifest_path} is missing: this installation's dbt project was not "
+                "prepared; build the wheel with deploy/build-wheel.sh"
+            )
+        return
     target = Path(project.project_dir) / project.target_path
     stamp = target / ".signalbox-fingerprint"
     fingerprint = sources_fingerprint()
@@ -81,14 +94,14 @@ def prepare(project: DbtProject) -> None:
         stamp.write_text(fingerprint)
 
 
-warehouse_project = DbtProject(
-    project_dir=DBT_ROOT / "warehouse",
-    profiles_dir=DBT_ROOT / "warehouse",
-)
-activity_project = DbtProject(
-    project_dir=DBT_ROOT / "activity",
-    profiles_dir=DBT_ROOT / "activity",
-)
+def _project(name: str) -> DbtProject:
+    """A dbt project under dbt_project/ (its profiles.yml beside it); `packaged_project_dir`
+    is where `dagster-dbt project prepare-and-package` copies it into the wheel."""
+    return DbtProject(project_dir=DBT_ROOT / name, packaged_project_dir=PACKAGED_DBT_ROOT / name)
+
+
+warehouse_project = _project("warehouse")
+activity_project = _project("activity")
 PROJECTS = [warehouse_project, activity_project]
 
 

@@ -12,8 +12,24 @@ from pathlib import Path
 
 from dagster import EnvVar
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DBT_ROOT = PROJECT_ROOT / "dbt_project"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = PACKAGE_ROOT.parent  # the checkout, when running from one
+# The dbt projects: a checkout keeps them beside the package (dbt_project/); a wheel carries
+# a prepared copy, manifests included, as package data (deploy/build-wheel.sh puts it there
+# with `dagster-dbt project prepare-and-package`).
+SOURCE_DBT_ROOT = PROJECT_ROOT / "dbt_project"
+PACKAGED_DBT_ROOT = PACKAGE_ROOT / "dbt_project"
+DBT_ROOT = SOURCE_DBT_ROOT if SOURCE_DBT_ROOT.is_dir() else PACKAGED_DBT_ROOT
+
+
+# Runs tagged with the engine they load: deploy/dagster.yaml (and the Helm values) limit how
+# many of each run at once (`tag_concurrency_limits`), so a backfill cannot swamp one engine.
+ENGINE_TAG = "signalbox/engine"
+
+
+def engine_tags(engine: str) -> dict[str, str]:
+    """The run tags of a job whose heavy work is on `engine` (postgres | clickhouse)."""
+    return {ENGINE_TAG: engine}
 
 
 def signalbox_home() -> Path:
@@ -66,6 +82,15 @@ PLATFORM_PRODUCTION_VARIABLES = {
     "SIGNALBOX_MAIL_TO": "who receives the notifications",
     "TELEGRAM_BOT_TOKEN": "the on-call chat's bot token",
     "TELEGRAM_CHAT_ID": "the on-call chat",
+}
+
+
+# read only by the local profile's stand-ins: never part of a deployment
+LOCAL_VARIABLES = {
+    "SIGNALBOX_HOME": "where the embedded engines keep their data (default .signalbox/)",
+    "SIGNALBOX_USER_ACTIONS": "existing|generated: generate the user actions locally",
+    "SIGNALBOX_ACTIVITY_ANOMALIES": "anomalies injected into the generated user actions",
+    "SIGNALBOX_KAFKA_EMBEDDED_STORAGE": "memory: the embedded broker keeps nothing on disk",
 }
 
 

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from signalbox.platform.settings import PROJECT_ROOT
+from signalbox.platform.settings import DBT_ROOT
 
 _q = json.encoder.encode_basestring  # a JSON string literal, non-ASCII kept as is
 
 BUSINESS_TZ = ZoneInfo("Europe/Madrid")
-SEEDS_DIR = PROJECT_ROOT / "dbt_project" / "warehouse" / "seeds" / "mailbox"
+SEEDS_DIR = DBT_ROOT / "warehouse" / "seeds" / "mailbox"
 API_ROOT = "https://api.helpscout.net/v2"  # hrefs inside payloads, as the real API writes them
 WEB_ROOT = "https://secure.helpscout.net"
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from production_env import FAKE_PRODUCTION
 
 from signalbox.domains import production_variables
 from signalbox.platform.settings import (
@@ -16,23 +17,6 @@ from signalbox.platform.settings import (
     profile,
     require,
 )
-
-# a complete production environment that points nowhere: loading must not connect
-FAKE_PRODUCTION = {
-    "SIGNALBOX_ENV": "production",
-    "SIGNALBOX_WAREHOUSE_URL": "postgresql://signalbox:secret@warehouse.invalid:5432/signalbox",
-    "SIGNALBOX_CLICKHOUSE_URL": "https://signalbox:secret@clickhouse.invalid:8443/activity",
-    "SIGNALBOX_S3_BUCKET": "signalbox-prod",
-    "SIGNALBOX_KAFKA_BOOTSTRAP": "kafka.invalid:9092",
-    "SIGNALBOX_SMTP_HOST": "smtp.invalid",
-    "SIGNALBOX_MAIL_TO": "oncall@example.invalid",
-    "TELEGRAM_BOT_TOKEN": "123:fake",
-    "TELEGRAM_CHAT_ID": "-100",
-    "HELPSCOUT_CLIENT_ID": "id",
-    "HELPSCOUT_CLIENT_SECRET": "secret",
-    "NEOPLE_API_KEY": "key",
-    "NEOPLE_CHARACTERS": "cain:abc",
-}
 
 
 def test_the_fake_environment_is_complete_and_the_list_covers_every_domain():

@@ -26,6 +26,7 @@ from signalbox.platform.http import (
     ApiHttpError,
     ApiTimeoutError,
 )
+from signalbox.platform.settings import engine_tags
 from signalbox.platform.warehouse import WarehouseResource
 
 INTERVAL_ENV = "SIGNALBOX_COMPLAINTS_SENSOR_INTERVAL_SECONDS"
@@ -42,6 +43,7 @@ complaints_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(RAW_COMPLAINTS).downstream()
     | dg.AssetSelection.groups(GROUP),
     description="Incremental CFPB pull, the complaints dbt models and the CSV export.",
+    tags=engine_tags("postgres"),
 )
 
 

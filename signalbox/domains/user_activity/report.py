@@ -26,6 +26,7 @@ from signalbox.domains.user_activity.kpis import (
 from signalbox.domains.user_activity.models import ACTIVITY_KPIS_DAILY
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.dashboards import dashboard_link, dashboard_template
+from signalbox.platform.settings import engine_tags
 from signalbox.platform.telegram import TelegramResource
 
 REPORT_KEY = dg.AssetKey(["reports", "activity_daily_kpis"])
@@ -104,6 +105,7 @@ activity_daily_report_job = dg.define_asset_job(
     "activity_daily_report",
     selection=dg.AssetSelection.assets(REPORT_KEY),
     description="Send the daily KPI report (only the report: a failed send fails only it).",
+    tags=engine_tags("clickhouse"),
 )
 
 activity_daily_report_schedule = dg.ScheduleDefinition(

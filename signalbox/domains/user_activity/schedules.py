@@ -12,6 +12,7 @@ from signalbox.domains.user_activity.raw import (
     USER_ACTIVITY_DAILY,
 )
 from signalbox.domains.user_activity.report import REPORT_KEY
+from signalbox.platform.settings import engine_tags
 
 user_activity_job = dg.define_asset_job(
     "user_activity",
@@ -19,6 +20,7 @@ user_activity_job = dg.define_asset_job(
     - dg.AssetSelection.assets(REPORT_KEY),
     partitions_def=USER_ACTIVITY_DAILY,
     description="User actions of a day, the activity dbt models, and their checks.",
+    tags=engine_tags("clickhouse"),
 )
 
 
@@ -41,6 +43,7 @@ activity_iqr_job = dg.define_asset_job(
     "activity_iqr_checks",
     selection=dg.AssetSelection.checks(*activity_iqr_checks),
     description="Judge the latest complete 15-minute bucket of the activity metrics.",
+    tags=engine_tags("clickhouse"),
 )
 activity_iqr_schedule = dg.ScheduleDefinition(
     name="activity_iqr_checks_every_15_minutes",
