@@ -16,6 +16,7 @@ import pytest
 from chat_support import CHAT_TOKEN
 
 from signalbox.platform.clickhouse import ClickHouseResource
+from signalbox.platform.embedded.clickhouse_http import EmbeddedClickHouseServer, provision_database
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
 from signalbox.platform.warehouse import WarehouseResource
 from signalbox.simulators.server import Faults
@@ -25,7 +26,8 @@ from signalbox.simulators.telegram import TelegramSimulator
 # manifests): a test that uses one, directly or through another fixture, is integration.
 ENGINE_FIXTURES = frozenset(
     {"postgres", "pg_url", "fresh_database", "clickhouse_database", "signalbox_home",
-     "moto_url", "s3_url", "code_location", "kafka_bootstrap"}
+     "moto_url", "s3_url", "code_location", "kafka_bootstrap", "clickhouse_server",
+     "clickhouse_server_database"}
 )  # fmt: skip
 TIERS = ("unit", "integration", "e2e")
 
@@ -81,6 +83,18 @@ def signalbox_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def drop_databases(resource: ClickHouseResource, name: str) -> None:
+    """`name` and dbt's schemas of it (`<name>_staging`, `_marts`, ...)."""
+    with resource.client("test cleanup") as client:
+        ours = client.query(
+            "SELECT name FROM system.databases"
+            " WHERE name = {name:String} OR startsWith(name, {prefix:String})",
+            parameters={"name": name, "prefix": f"{name}_"},
+        ).result_rows
+        for (database_name,) in ours:
+            client.command(f"DROP DATABASE IF EXISTS `{database_name}`")
+
+
 @pytest.fixture(scope="session")
 def clickhouse_database(
     signalbox_home: Path,
@@ -95,14 +109,32 @@ def clickhouse_database(
             env.setenv("SIGNALBOX_HOME", str(signalbox_home))
             resource = ClickHouseResource(database=name, lock_timeout_seconds=120)
             yield resource
-            with resource.client("test cleanup") as client:
-                ours = client.query(
-                    "SELECT name FROM system.databases"
-                    " WHERE name = {name:String} OR startsWith(name, {prefix:String})",
-                    parameters={"name": name, "prefix": f"{name}_"},
-                ).result_rows
-                for (database_name,) in ours:
-                    client.command(f"DROP DATABASE IF EXISTS `{database_name}`")
+            drop_databases(resource, name)
+
+    return database
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(signalbox_home: Path) -> Iterator[EmbeddedClickHouseServer]:
+    """A ClickHouse server over HTTP for the session: the embedded engine behind
+    ClickHouse's HTTP interface, in a process (and a data directory) of its own."""
+    with EmbeddedClickHouseServer(signalbox_home / "clickhouse-server") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server_database(
+    clickhouse_server: EmbeddedClickHouseServer,
+) -> Callable[[str], AbstractContextManager[ClickHouseResource]]:
+    """`clickhouse_database` on the server: a resource on `SIGNALBOX_CLICKHOUSE_URL`'s path
+    (no engine lock), in a database of the caller's own, dropped with dbt's on exit."""
+
+    @contextmanager
+    def database(name: str) -> Iterator[ClickHouseResource]:
+        provision_database(clickhouse_server, name)
+        resource = ClickHouseResource(url=clickhouse_server.url_for(name))
+        yield resource
+        drop_databases(resource, name)
 
     return database
 

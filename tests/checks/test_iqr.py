@@ -341,10 +341,28 @@ def query_postgres(resource, query: IqrQuery, now, history):
         return parse_rows(query.names, [d.name for d in cur.description], cur.fetchall())
 
 
+# ClickHouse embedded (chDB in this process) and as a server over HTTP, and PostgreSQL
 ENGINES: dict[str, tuple[Callable, Callable, str]] = {
     "clickhouse": (load_clickhouse, query_clickhouse, f"{DATABASE}.series"),
+    "clickhouse-http": (load_clickhouse, query_clickhouse, f"{DATABASE}.series"),
     "postgres": (load_postgres, query_postgres, "test.series"),
 }
+
+
+@pytest.fixture(scope="module")
+def clickhouse_http(clickhouse_server_database) -> Iterator[ClickHouseResource]:
+    with clickhouse_server_database(DATABASE) as resource:
+        yield resource
+
+
+@pytest.fixture(scope="module")
+def engines(clickhouse, clickhouse_http, warehouse) -> dict[str, tuple[object, str]]:
+    """Each engine's resource and the schema of the test's tables there."""
+    return {
+        "clickhouse": (clickhouse, DATABASE),
+        "clickhouse-http": (clickhouse_http, DATABASE),
+        "postgres": (warehouse, "test"),
+    }
 
 
 @contextmanager
@@ -359,9 +377,9 @@ def warm(resource) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", params=list(ENGINES))
-def engine(request, series, clickhouse, warehouse):
+def engine(request, series, engines):
     load, run, table = ENGINES[request.param]
-    resource = clickhouse if request.param == "clickhouse" else warehouse
+    resource, _ = engines[request.param]
     with warm(resource):
         load(resource, table, series)
         yield request.param, resource, run, table
@@ -430,11 +448,11 @@ def test_smoothing_is_the_seed_template_run_at_each_bucket(series):
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
-def test_each_series_alone_matches_the_reference(name, clickhouse, warehouse, series):
+def test_each_series_alone_matches_the_reference(name, engines, series):
     """Without a partition column (one series per table): the band of its own latest."""
     load, run, _ = ENGINES[name]
-    resource = clickhouse if name == "clickhouse" else warehouse
-    table = f"{DATABASE}.single" if name == "clickhouse" else "test.single"
+    resource, schema = engines[name]
+    table = f"{schema}.single"
     with warm(resource):
         for seed in range(len(KINDS)):
             frame = series[series.sid == seed].reset_index(drop=True)
@@ -496,10 +514,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
-def test_hand_cases(name, clickhouse, warehouse):
+def test_hand_cases(name, engines):
     load, run, _ = ENGINES[name]
-    resource = clickhouse if name == "clickhouse" else warehouse
-    table = f"{DATABASE}.hand" if name == "clickhouse" else "test.hand"
+    resource, schema = engines[name]
+    table = f"{schema}.hand"
     with warm(resource):
         check_hand_cases(load, run, resource, table)
 
@@ -517,18 +535,18 @@ def check_hand_cases(load, run, resource, table) -> None:
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
-def test_a_nan_in_the_latest_bucket_is_reported_never_a_crash(name, clickhouse, warehouse):
+def test_a_nan_in_the_latest_bucket_is_reported_never_a_crash(name, engines):
     """A NaN stored in the engine (0/0 upstream), not a NULL: for either kind of metric
     and rule the latest bucket has no value, the check says so and passes; a NaN inside
     the history is left out of the band like a gap."""
     load, run, _ = ENGINES[name]
-    resource = clickhouse if name == "clickhouse" else warehouse
-    table = f"{DATABASE}.nan" if name == "clickhouse" else "test.nan"
+    resource, schema = engines[name]
+    table = f"{schema}.nan"
     values = [10, 12, 11, 13, 12, 11, 12, 13, 12, 11]
     with warm(resource):
         load(resource, table, hand_frame([*values, 0, 1]))
         last = int((BASE + len(values) * BUCKET).timestamp())
-        if name == "clickhouse":
+        if name.startswith("clickhouse"):
             with resource.client("test") as client:
                 client.command(
                     f"ALTER TABLE {table} UPDATE v = nan WHERE ts = toDateTime({last}, 'UTC')"
@@ -620,17 +638,15 @@ def seasonal_frame() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
-def test_a_seasonal_curve_breaches_at_its_turns_and_at_the_injected_anomalies(
-    name, clickhouse, warehouse
-):
+def test_a_seasonal_curve_breaches_at_its_turns_and_at_the_injected_anomalies(name, engines):
     """Every complete bucket of 3 days of a noise-free daily curve, judged as the check
     judges it (only the data up to that bucket), with and without injected anomalies: the
     breaches are exactly the curve's turns (without anomalies) and, with them, those plus
     SEASONAL_BREACHES, on the side each anomaly moves. Both settings, both engines, the
     engine's bands equal to the pandas reference."""
     load, run, _ = ENGINES[name]
-    resource = clickhouse if name == "clickhouse" else warehouse
-    table = f"{DATABASE}.seasonal" if name == "clickhouse" else "test.seasonal"
+    resource, schema = engines[name]
+    table = f"{schema}.seasonal"
     frame = seasonal_frame()
     end = SEASONAL_FROM + SEASONAL_BUCKETS * BUCKET  # every bucket complete
     history = timedelta(days=SEASONAL_DAYS)

@@ -27,12 +27,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from signalbox.platform.clickhouse import ClickHouseResource
+from signalbox.platform.embedded.clickhouse_http import EmbeddedClickHouseServer, provision_database
 
 pytestmark = pytest.mark.integration  # starts engines or processes itself
 
@@ -133,19 +135,27 @@ BUCKETS_0312 = {
 }
 
 
-@pytest.fixture(scope="module")
-def clickhouse() -> Iterator[ClickHouseResource]:
-    """Its own SIGNALBOX_HOME with the two source tables loaded."""
+@pytest.fixture(scope="module", params=["chdb", "server"])
+def clickhouse(request) -> Iterator[ClickHouseResource]:
+    """Its own SIGNALBOX_HOME with the two source tables loaded, on the embedded engine
+    (target `chdb`) or on a server over HTTP (target `server`, dbt-clickhouse), the server
+    being the embedded engine behind ClickHouse's HTTP interface in a process of its own."""
     home = Path(tempfile.mkdtemp(prefix="signalbox-activity-dbt-", dir="/tmp"))
     previous = os.environ.get("SIGNALBOX_HOME")
     os.environ["SIGNALBOX_HOME"] = str(home)
-    resource = ClickHouseResource()
-    with resource.client("test sources") as client:
-        for ddl in SOURCES_DDL:
-            client.command(ddl)
-        client.insert("feed_actions", FEED, column_names=FEED_COLUMNS)
-        client.insert("message_actions", MESSAGES, column_names=MESSAGE_COLUMNS)
-    yield resource
+    with ExitStack() as stack:
+        if request.param == "server":
+            server = stack.enter_context(EmbeddedClickHouseServer(home / "server"))
+            provision_database(server)
+            resource = ClickHouseResource(url=server.url)
+        else:
+            resource = ClickHouseResource()
+        with resource.client("test sources") as client:
+            for ddl in SOURCES_DDL:
+                client.command(ddl)
+            client.insert("feed_actions", FEED, column_names=FEED_COLUMNS)
+            client.insert("message_actions", MESSAGES, column_names=MESSAGE_COLUMNS)
+        yield resource
     if previous is None:
         os.environ.pop("SIGNALBOX_HOME", None)
     else:

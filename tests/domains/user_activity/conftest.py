@@ -1,19 +1,19 @@
 """Fixtures for the user-activity slice: the session's chDB directory (chDB runs one data
-directory per process, so every module shares the session's SIGNALBOX_HOME), with a
-database of this slice's own so other modules' tables never mix with these."""
+directory per process, so every module shares the session's SIGNALBOX_HOME) and the
+session's ClickHouse server, with a database of this slice's own so other modules'
+tables never mix with these."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from signalbox.platform.clickhouse import ClickHouseResource
 
 DATABASE = "user_activity_test"
 
 
-@pytest.fixture(scope="package")
-def clickhouse(clickhouse_database) -> Iterator[ClickHouseResource]:
-    with clickhouse_database(DATABASE) as resource:
+@pytest.fixture(scope="package", params=["chdb", "server"])
+def clickhouse(request, clickhouse_database, clickhouse_server_database):
+    """chDB in this process, or a ClickHouse server over HTTP (SIGNALBOX_CLICKHOUSE_URL's
+    path: the embedded engine behind ClickHouse's HTTP interface in a process of its own)."""
+    databases = clickhouse_database if request.param == "chdb" else clickhouse_server_database
+    with databases(DATABASE) as resource:
         yield resource

@@ -4,7 +4,6 @@ KPI table, its chart is a valid PNG, and a failed send fails only the report."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -68,12 +67,14 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def kpi_clickhouse(clickhouse_database) -> Iterator[ClickHouseResource]:
-    """The session's chDB directory, in a database of this module's own (not the
-    package's `clickhouse` fixture: its dbt test builds the real KPI table there); the KPI
-    table as dbt names it (`<database>_marts.activity_kpis_daily`)."""
-    with clickhouse_database(DATABASE) as resource:
+@pytest.fixture(scope="module", params=["chdb", "server"])
+def kpi_clickhouse(request, clickhouse_database, clickhouse_server_database):
+    """The session's chDB directory, or the session's ClickHouse server over HTTP, in a
+    database of this module's own (not the package's `clickhouse` fixture: its dbt test
+    builds the real KPI table there); the KPI table as dbt names it
+    (`<database>_marts.activity_kpis_daily`)."""
+    databases = clickhouse_database if request.param == "chdb" else clickhouse_server_database
+    with databases(DATABASE) as resource:
         with resource.client("test kpi table") as client:
             client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}_marts")
             client.command(f"DROP TABLE IF EXISTS {TABLE}")
