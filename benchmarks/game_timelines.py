@@ -152,6 +152,7 @@ def bench_load_vs_copy(server: EmbeddedPostgres, store: ObjectStoreResource, tab
     copy_s, load_s = min(copy_times), min(load_times)
     report("game_timelines.raw_load_vs_copy", copy_s / load_s, ">=0.50")
     report("game_timelines.raw_load_rows_per_s", table.num_rows / load_s)
+    report("game_timelines.unit_cost_us_per_event_loaded", 1e6 * load_s / table.num_rows)
     report("game_timelines.copy_rows_per_s", table.num_rows / copy_s)
     report("game_timelines.raw_replace_day_seconds", replace_s)
     report("game_timelines.parquet_bytes", record.object_size)

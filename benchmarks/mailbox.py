@@ -126,6 +126,7 @@ def bench_raw_load_vs_copy(server: EmbeddedPostgres) -> None:
             load_times.append(raw_load(warehouse))
     report("mailbox.raw_load_vs_copy", min(copy_times) / min(load_times), ">=0.50")
     report("mailbox.raw_load_rows_per_s", ROWS / min(load_times))
+    report("mailbox.unit_cost_us_per_conversation_loaded", 1e6 * min(load_times) / ROWS)
 
 
 def _json(payload) -> str:

@@ -161,6 +161,7 @@ def throughput(engines: Engines) -> None:
     processed = process_all(engines, settings, THROUGHPUT_TICKETS)
     report("tickets.bare_consumer_per_second", THROUGHPUT_TICKETS / consumed)
     report("tickets.processor_per_second", THROUGHPUT_TICKETS / processed)
+    report("tickets.unit_cost_us_per_ticket_processed", 1e6 * processed / THROUGHPUT_TICKETS)
     report("tickets.processing_vs_bare_consumer", consumed / processed, goal=">=0.5")
 
 

@@ -474,6 +474,8 @@ def bench_daily_table(home: Path, suffix: str, feed: int, messages: int) -> None
     report(f"{name}_vs_floor", best("sql", "seconds") / best("floor", "seconds"))
     report(f"{name}_matches_seed_rows", same["rows"])
     report(f"{name}_build_seconds", build_seconds)
+    events_m = (feed + messages) / 1e6
+    report(f"{name}_unit_cost_seconds_per_million_events", build_seconds / events_m)
     report(f"{name}_dbt_startup_seconds", startup_seconds)
     report(f"{name}_dbt_process_seconds", best("dbt"))
     report(f"{name}_seed_work_seconds", seed_work)
