@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import dagster as dg
 from pydantic import Field
@@ -64,19 +65,22 @@ class ServerAddress:
     password: str
     database: str
     secure: bool
+    cluster: str = ""  # dbt's DDL goes ON CLUSTER this cluster when set
 
     @property
     def safe_url(self) -> str:
         """The URL without its password, for logs, errors and run metadata."""
         scheme = "https" if self.secure else "http"
-        return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
+        on = f"?cluster={self.cluster}" if self.cluster else ""
+        return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}{on}"
 
 
 def parse_clickhouse_url(url: str, default_database: str = "activity") -> ServerAddress:
-    """`http[s]://user:password@host[:port][/database]` -> ServerAddress.
+    """`http[s]://user:password@host[:port][/database][?cluster=name]` -> ServerAddress.
 
     The port defaults to ClickHouse's HTTP ports (8123, 8443 for https), the user to
-    `default`, the database to `default_database` when the URL has no path."""
+    `default`, the database to `default_database` when the URL has no path; `cluster` makes
+    dbt create, replace and drop the models `ON CLUSTER` (a sharded or replicated server)."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     shown = f"{scheme}://{parts.hostname or ''}{parts.path}"
@@ -102,7 +106,21 @@ def parse_clickhouse_url(url: str, default_database: str = "activity") -> Server
         password=unquote(parts.password or ""),
         database=database or default_database,
         secure=scheme == "https",
+        cluster=_cluster(parts.query, shown),
     )
+
+
+def _cluster(query: str, shown: str) -> str:
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - {"cluster"})
+    if unknown:
+        raise ClickHouseConfigError(
+            f"SIGNALBOX_CLICKHOUSE_URL takes only ?cluster=, not {', '.join(unknown)} ({shown!r})"
+        )
+    cluster = options.get("cluster", "")
+    if cluster and not re.fullmatch(r"[A-Za-z0-9_.-]+", cluster):
+        raise ClickHouseConfigError(f"SIGNALBOX_CLICKHOUSE_URL has a bad cluster name ({shown!r})")
+    return cluster
 
 
 # --------------------------------------------------------------------------- engine guard
@@ -320,6 +338,7 @@ class ClickHouseResource(dg.ConfigurableResource):
             "SIGNALBOX_CLICKHOUSE_PASSWORD": server.password,
             "SIGNALBOX_CLICKHOUSE_DATABASE": server.database,
             "SIGNALBOX_CLICKHOUSE_SECURE": "true" if server.secure else "false",
+            "SIGNALBOX_CLICKHOUSE_CLUSTER": server.cluster,
         }
 
     # ----------------------------------------------------------------- one-shot helpers

@@ -99,6 +99,8 @@ def test_url_parsing_defaults_and_escapes():
         "http://u:secret@/db",
         "http://u:secret@h:notaport/db",
         "http://u:secret@h:8123/db/extra",
+        "http://u:secret@h:8123/db?cluster=a;DROP",  # a cluster name is a plain identifier
+        "http://u:secret@h:8123/db?compress=1",  # only ?cluster= is understood
     ],
 )
 def test_url_parsing_rejects_bad_urls_without_leaking_the_password(url):
@@ -123,7 +125,11 @@ def test_dbt_env_follows_the_engine(home: Path):
         "SIGNALBOX_CLICKHOUSE_PASSWORD": "pw",
         "SIGNALBOX_CLICKHOUSE_DATABASE": "events",
         "SIGNALBOX_CLICKHOUSE_SECURE": "true",
+        "SIGNALBOX_CLICKHOUSE_CLUSTER": "",
     }
+    cluster = ClickHouseResource(url="https://bi:pw@ch.example.com/events?cluster=prod")
+    assert cluster.dbt_env()["SIGNALBOX_CLICKHOUSE_CLUSTER"] == "prod"
+    assert cluster.describe() == "https://bi@ch.example.com:8443/events?cluster=prod"
     assert "pw" not in ClickHouseResource(url="https://bi:pw@ch.example.com/events").describe()
 
 

@@ -21,10 +21,13 @@
                   where {{ in_window('toDate(time)') }}
               )
         {%- endset -%}
-        {#- one statement per partition (ClickHouse runs one per query); the hook renders
-            nothing, so dbt has no statement left to run -#}
+        {#- one statement per partition (ClickHouse runs one per query), ON CLUSTER when the
+            profile names one; the hook renders nothing, so dbt has no statement left to run -#}
         {%- for row in run_query(stale).rows -%}
-            {%- do run_query("alter table " ~ this ~ " drop partition '" ~ row[0] ~ "'") -%}
+            {%- do run_query(
+                "alter table " ~ this ~ " " ~ on_cluster_clause(this)
+                ~ " drop partition '" ~ row[0] ~ "'"
+            ) -%}
         {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}

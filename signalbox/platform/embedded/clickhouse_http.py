@@ -21,6 +21,12 @@ in tests and, later, for tools that only know a server (Superset). What it serve
 Not served: the native TCP protocol, multipart external data, response compression,
 streaming while a query runs (results are sent when complete). Queries run one at a time.
 
+`--cluster NAME` makes it a one-node cluster: NAME is in `system.clusters` (its one shard
+local), so `cluster()`/`clusterAllReplicas()` over it work, and `ON CLUSTER NAME` DDL is
+accepted and run on the one node (chDB has no Keeper for distributed DDL); any other
+cluster is unknown, as on a server. `--record FILE` appends every statement received, as
+JSON lines, so a test can see the SQL a client sent (dbt's DDL for a cluster, say).
+
 Run: `python -m signalbox.platform.embedded.clickhouse_http --path DIR [--port N]`, with
 the password in `SIGNALBOX_CLICKHOUSE_SERVER_PASSWORD`; `EmbeddedClickHouseServer` does so.
 """
@@ -90,12 +96,26 @@ class QueryError(Exception):
         self.status = status or HTTP_STATUS.get(code, 500)
 
 
+CLUSTER_CONFIG = """<clickhouse>
+  <tcp_port>9000</tcp_port>
+  <remote_servers><{name}><shard><replica><host>localhost</host><port>9000</port></replica>
+  </shard></{name}></remote_servers>
+</clickhouse>
+"""
+
+
 class Engine:
     """One chDB connection, used by one request at a time."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, cluster: str | None = None, spool: str | None = None):
         import chdb
 
+        if cluster and not SETTING_NAME.fullmatch(cluster):
+            raise ValueError(f"a cluster name is letters, digits and _, got {cluster!r}")
+        if cluster:  # a config naming the one-node cluster (its shard is this engine)
+            config = Path(spool or tempfile.mkdtemp(prefix="ch-http-"), "cluster.xml")
+            config.write_text(CLUSTER_CONFIG.format(name=cluster))
+            path = f"{path}?config-file={config}"
         self.connection = chdb.connect(path)
         self.lock = threading.Lock()
         self.database = "default"
@@ -236,7 +256,8 @@ class Handler(BaseHTTPRequestHandler):
         insert = INSERT_WITH_DATA.match(text[:65536])
         started = time.monotonic_ns()
         if insert and insert.end() < len(text):  # rows follow: chDB reads them from a file
-            statement, fmt = insert.group(1).decode(), insert.group(2).decode()
+            statement = self.server.received(insert.group(1).decode())
+            fmt = insert.group(2).decode()
             with tempfile.NamedTemporaryFile(prefix="ch-insert-", dir=self.server.spool) as rows:
                 rows.write(memoryview(text)[insert.end() :])
                 rows.flush()
@@ -249,6 +270,7 @@ class Handler(BaseHTTPRequestHandler):
             raise QueryError(62, f"the query is not UTF-8 text ({exc})", 400) from exc
         if not sql.strip():
             raise QueryError(62, "Empty query (SYNTAX_ERROR)", 400)
+        sql = self.server.received(sql)
         named = TRAILING_FORMAT.search(sql)
         is_insert = sql.lstrip()[:6].upper() == "INSERT"
         fmt = named.group(1) if named and not is_insert else params.get("default_format")
@@ -298,21 +320,55 @@ class Handler(BaseHTTPRequestHandler):
 class ClickHouseHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, path: str, port: int, user: str, password: str):
-        self.engine = Engine(path)
-        self.user, self.password = user, password
+    def __init__(
+        self,
+        path: str,
+        port: int,
+        user: str,
+        password: str,
+        cluster: str | None = None,
+        record: str | None = None,
+    ):
         self.spool = tempfile.mkdtemp(prefix="ch-http-")
+        self.engine = Engine(path, cluster, self.spool)
+        self.user, self.password = user, password
+        self.on_cluster = (
+            re.compile(
+                rf"\s+ON\s+CLUSTER\s+(?:{re.escape(cluster)}|[`\"']{re.escape(cluster)}[`\"'])",
+                re.I,
+            )
+            if cluster
+            else None
+        )
+        self.record = record
+        self.record_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), Handler)
+
+    def received(self, sql: str) -> str:
+        """Record a statement (with `--record`) and drop `ON CLUSTER` of our one-node cluster."""
+        if self.record:
+            with self.record_lock, open(self.record, "a") as log:
+                log.write(json.dumps({"sql": sql}) + "\n")
+        return self.on_cluster.sub("", sql) if self.on_cluster else sql
 
 
 class EmbeddedClickHouseServer(ChildServer):
     """The HTTP interface above over a chDB directory, in a child process on 127.0.0.1,
     with a password generated for this start (kept out of the command line)."""
 
-    def __init__(self, path: Path, database: str = "activity", user: str = DEFAULT_USER):
+    def __init__(
+        self,
+        path: Path,
+        database: str = "activity",
+        user: str = DEFAULT_USER,
+        cluster: str | None = None,
+        record: Path | None = None,
+    ):
         self.path = Path(path)
         self.database = database
         self.user = user
+        self.cluster = cluster
+        self.record = record
         self.password = secrets.token_urlsafe(16)
         self.port: int | None = None
 
@@ -320,8 +376,11 @@ class EmbeddedClickHouseServer(ChildServer):
         if self.running:
             return self.url
         self.path.mkdir(parents=True, exist_ok=True)
+        options = ["--path", str(self.path), "--user", self.user]
+        options += ["--cluster", self.cluster] if self.cluster else []
+        options += ["--record", str(self.record)] if self.record else []
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, "--path", str(self.path), "--user", self.user],
+            [sys.executable, "-m", __name__, *options],
             env={**os.environ, PASSWORD_ENV: self.password},
             stdout=subprocess.PIPE,
             text=True,
@@ -340,7 +399,8 @@ class EmbeddedClickHouseServer(ChildServer):
 
     def url_for(self, database: str) -> str:
         password = quote(self.password, safe="")
-        return f"http://{self.user}:{password}@127.0.0.1:{self.port}/{database}"
+        on = f"?cluster={self.cluster}" if self.cluster else ""
+        return f"http://{self.user}:{password}@127.0.0.1:{self.port}/{database}{on}"
 
 
 def provision_database(server: EmbeddedClickHouseServer, database: str | None = None) -> None:
@@ -362,8 +422,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", required=True, help="chDB data directory")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--user", default=DEFAULT_USER)
+    parser.add_argument("--cluster", help="accept ON CLUSTER of this one-node cluster")
+    parser.add_argument("--record", help="append every statement to this JSON-lines file")
     args = parser.parse_args(argv)
-    server = ClickHouseHttpServer(args.path, args.port, args.user, os.environ.get(PASSWORD_ENV, ""))
+    password = os.environ.get(PASSWORD_ENV, "")
+    server = ClickHouseHttpServer(
+        args.path, args.port, args.user, password, args.cluster, args.record
+    )
     print(f"listening {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
