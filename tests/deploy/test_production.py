@@ -162,15 +162,15 @@ class Deployment:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, name: str, *args: str) -> None:
-        log = open(self.home / f"{name}.log", "a")  # noqa: SIM115 (kept by the process)
-        self.processes[name] = subprocess.Popen(
-            [str(self.venv / "bin" / args[0]), *args[1:]],
-            cwd=self.home,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: a kill takes its run workers too
-        )
+        with open(self.home / f"{name}.log", "a") as log:  # the child keeps its own copy
+            self.processes[name] = subprocess.Popen(
+                [str(self.venv / "bin" / args[0]), *args[1:]],
+                cwd=self.home,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: a kill takes its run workers too
+            )
 
     def start_code_server(self) -> None:
         self.start(

@@ -41,6 +41,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,13 +109,13 @@ CLUSTER_CONFIG = """<clickhouse>
 class Engine:
     """One chDB connection, used by one request at a time."""
 
-    def __init__(self, path: str, cluster: str | None = None, spool: str | None = None):
+    def __init__(self, path: str, spool: str, cluster: str | None = None):
         import chdb
 
         if cluster and not SETTING_NAME.fullmatch(cluster):
             raise ValueError(f"a cluster name is letters, digits and _, got {cluster!r}")
         if cluster:  # a config naming the one-node cluster (its shard is this engine)
-            config = Path(spool or tempfile.mkdtemp(prefix="ch-http-"), "cluster.xml")
+            config = Path(spool, "cluster.xml")
             config.write_text(CLUSTER_CONFIG.format(name=cluster))
             path = f"{path}?config-file={config}"
         self.connection = chdb.connect(path)
@@ -144,7 +146,7 @@ class Engine:
         known = dict(json.loads(body)["data"])
         unknown = sorted(set(settings) - set(known))
         if unknown:
-            raise QueryError(115, f"Code: 115. DB::Exception: Unknown setting {unknown[0]}")
+            raise QueryError(115, f"Unknown setting {unknown[0]}")
         return {name: known[name] for name in settings}
 
     def _query(self, sql: str, fmt: str, params: dict | None = None):
@@ -181,7 +183,7 @@ def decompress(body: bytes, encoding: str | None) -> bytes:
             out.append(frame.decompress(rest))
             rest = memoryview(frame.unused_data or b"")
         return b"".join(out)
-    raise QueryError(0, f"Code: 0. DB::Exception: Unknown Content-Encoding {encoding}", 400)
+    raise QueryError(0, f"Unknown Content-Encoding {encoding}", 400)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -240,8 +242,8 @@ class Handler(BaseHTTPRequestHandler):
         if not (good_user and hmac.compare_digest(password, self.server.password)):
             raise QueryError(
                 516,
-                f"Code: 516. DB::Exception: {user}: Authentication failed: password is "
-                "incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)",
+                f"{user}: Authentication failed: password is incorrect, or there is no user "
+                "with such name. (AUTHENTICATION_FAILED)",
             )
 
     def _execute(self, params: dict[str, str], body: bytes) -> tuple[int, bytes, dict]:
@@ -329,8 +331,8 @@ class ClickHouseHttpServer(ThreadingHTTPServer):
         cluster: str | None = None,
         record: str | None = None,
     ):
-        self.spool = tempfile.mkdtemp(prefix="ch-http-")
-        self.engine = Engine(path, cluster, self.spool)
+        self.spool = tempfile.mkdtemp(prefix="ch-http-")  # insert rows, the cluster config
+        self.engine = Engine(path, self.spool, cluster)
         self.user, self.password = user, password
         self.on_cluster = (
             re.compile(
@@ -343,6 +345,10 @@ class ClickHouseHttpServer(ThreadingHTTPServer):
         self.record = record
         self.record_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), Handler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        shutil.rmtree(self.spool, ignore_errors=True)
 
     def received(self, sql: str) -> str:
         """Record a statement (with `--record`) and drop `ON CLUSTER` of our one-node cluster."""
@@ -429,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     server = ClickHouseHttpServer(
         args.path, args.port, args.user, password, args.cluster, args.record
     )
+    # stopped with SIGTERM (ChildServer.stop): leave through `finally`, removing the spool
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"listening {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
