@@ -81,8 +81,11 @@ class ApiResponseError(ApiError):
 
 
 def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
-    """The URL with sensitive query values and any known secret replaced by `***`."""
+    """The URL with its password, sensitive query values and any known secret as `***`."""
     parts = urlsplit(url)
+    if parts.password:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}")
     query = urlencode(
         [
             (k, "***" if k.lower() in SENSITIVE_PARAMS else v)

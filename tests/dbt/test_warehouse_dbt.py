@@ -242,7 +242,7 @@ def built() -> Iterator[Built]:
             "PGHOST": "127.0.0.1",
             "PGPORT": str(urlsplit(url).port),
             "PGUSER": "postgres",
-            "PGPASSWORD": "",
+            "PGPASSWORD": server.password(),
             "PGDATABASE": "signalbox",
             # a session time zone that is neither UTC nor Madrid: no figure may depend on it
             "PGTZ": "America/New_York",

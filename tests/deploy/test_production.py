@@ -231,7 +231,7 @@ def deployment(venv: Path, tmp_path_factory) -> Iterator[Deployment]:
             DAGSTER_PG_HOST=url.hostname,
             DAGSTER_PG_PORT=str(url.port),
             DAGSTER_PG_USER=url.username,
-            DAGSTER_PG_PASSWORD="",
+            DAGSTER_PG_PASSWORD=url.password,
             DAGSTER_PG_DB=url.path.lstrip("/"),
             SIGNALBOX_WAREHOUSE_URL=warehouse_pg.url(),
             SIGNALBOX_CLICKHOUSE_URL=clickhouse.url,

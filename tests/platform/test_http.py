@@ -214,6 +214,11 @@ def test_redact_url_hides_secret_params_and_values():
     assert "t0k3n" not in url and "123:ABC" not in url and "page=1" in url
 
 
+def test_redact_url_hides_the_password_in_the_address():
+    url = redact_url("postgresql://postgres:s3cr%2Ft@127.0.0.1:5432/signalbox")
+    assert url == "postgresql://postgres:***@127.0.0.1:5432/signalbox"
+
+
 def test_faults_error_rate_is_seeded():
     a, b = Faults(error_rate=0.5, seed=3), Faults(error_rate=0.5, seed=3)
     assert [a._rng.random() for _ in range(5)] == [b._rng.random() for _ in range(5)]

@@ -33,7 +33,7 @@ def test_materialization_lands_in_dagster_postgres(tmp_path: Path, fresh_databas
         env.setenv("DAGSTER_PG_HOST", url.hostname)
         env.setenv("DAGSTER_PG_PORT", str(url.port))
         env.setenv("DAGSTER_PG_USER", url.username)
-        env.setenv("DAGSTER_PG_PASSWORD", "")
+        env.setenv("DAGSTER_PG_PASSWORD", url.password)
         env.setenv("DAGSTER_PG_DB", url.path.lstrip("/"))
         shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
         instance = dg.DagsterInstance.from_config(str(tmp_path))
