@@ -90,6 +90,7 @@ def run_demo(once: bool, port: int = 3000) -> int:
             ui.wait()
         except KeyboardInterrupt:
             print("\nstopping...")
+            raise
         finally:
             stop_process_group(ui)
     return 0 if ok else 1
@@ -176,8 +177,6 @@ def run_docs(port: int = 8080) -> int:
         print(f"\ndbt docs: http://127.0.0.1:{port}   (Ctrl-C stops)")
         try:
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
         finally:
             server.server_close()
     return 0

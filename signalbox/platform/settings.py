@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 
 from dagster import EnvVar
@@ -96,6 +97,23 @@ LOCAL_VARIABLES = {
 
 class SettingsError(RuntimeError):
     """The environment does not describe a deployment this profile may run."""
+
+
+def start_date(variable: str, default: str, earliest: date | None = None) -> str:
+    """A partitions' first day from `variable` (YYYY-MM-DD): a clear `SettingsError` for
+    anything else, or for a day before `earliest` (whose partitions could only fail)."""
+    value = os.environ.get(variable) or default
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise SettingsError(f"{variable} must be a day as YYYY-MM-DD, got {shown!r}") from None
+    if earliest is not None and day < earliest:
+        raise SettingsError(
+            f"{variable}={value} is before {earliest}, the source's first day: its partitions "
+            f"could only fail. Use {earliest} or later."
+        )
+    return day.isoformat()
 
 
 def profile(environ: Mapping[str, str] | None = None) -> str:

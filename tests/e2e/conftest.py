@@ -1,5 +1,6 @@
 """Run the real `signalbox` CLI in a subprocess on a fresh SIGNALBOX_HOME; at the end
-send Ctrl-C (SIGINT) and require that every process it started is gone."""
+send the run's stop signal (Ctrl-C's SIGINT, or SIGTERM as a process manager or `docker
+stop` sends) and require that every process it started is gone."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class CliRun:
     home: Path
     process: subprocess.Popen
     log: Path
+    stop_signal: signal.Signals = signal.SIGINT
 
     def wait_for(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -100,7 +102,7 @@ def env_for() -> Callable[..., dict[str, str]]:
 def run_cli() -> Iterator:
     runs: list[CliRun] = []
 
-    def start(*args: str, **extra_env: str) -> CliRun:
+    def start(*args: str, stop_signal=signal.SIGINT, **extra_env: str) -> CliRun:
         home = fresh_home()
         env = clean_env(home, **extra_env)
         log = home / "cli.log"
@@ -112,13 +114,13 @@ def run_cli() -> Iterator:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        runs.append(CliRun(home, process, log))
+        runs.append(CliRun(home, process, log, stop_signal))
         return runs[-1]
 
     yield start
 
     for run in runs:
-        run.process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        run.process.send_signal(run.stop_signal)
         try:
             run.process.wait(timeout=90)
         except subprocess.TimeoutExpired:
@@ -129,3 +131,4 @@ def run_cli() -> Iterator:
             time.sleep(0.5)
         assert started_by(str(run.home)) == [], run.output()
         assert not (run.home / "postgres" / "postmaster.pid").exists()
+        assert f"stopped ({run.stop_signal.name})" in run.output()

@@ -4,6 +4,7 @@ staging -> marts and the materializations; Ctrl-C then stops everything (see con
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -41,7 +42,12 @@ def test_demo_serves_lineage_and_materializations(run_cli, env_for):
     port = free_port()
     week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
     demo = run_cli(
-        "demo", "--port", str(port), HELPSCOUT_BACKFILL_START=week_ago, CFPB_BACKFILL_START=week_ago
+        "demo",
+        "--port",
+        str(port),
+        stop_signal=signal.SIGTERM,  # as `docker stop` or a process manager stops it
+        HELPSCOUT_BACKFILL_START=week_ago,
+        CFPB_BACKFILL_START=week_ago,
     )
     demo.wait_for(f"Dagster UI: http://127.0.0.1:{port}", timeout=900)
     graphql = f"http://127.0.0.1:{port}/graphql"

@@ -1,6 +1,9 @@
-"""`signalbox docs` serves the generated dbt docs site on loopback."""
+"""`signalbox docs` serves the generated dbt docs site on loopback, and SIGTERM (what a
+process manager or `docker stop` sends) stops it with every server it started."""
 
 from __future__ import annotations
+
+import signal
 
 import requests
 
@@ -9,7 +12,7 @@ from signalbox.platform.embedded.ports import free_port
 
 def test_docs_site_serves_every_project(run_cli):
     port = free_port()
-    docs = run_cli("docs", "--port", str(port))
+    docs = run_cli("docs", "--port", str(port), stop_signal=signal.SIGTERM)
     docs.wait_for(f"dbt docs: http://127.0.0.1:{port}", timeout=240)
     base = f"http://127.0.0.1:{port}"
     index = requests.get(base, timeout=10).text

@@ -95,3 +95,35 @@ def test_the_code_location_loads_in_production_with_everything_set_and_not_witho
     assert "secret" not in refused.stderr.replace("HELPSCOUT_CLIENT_SECRET", "").replace(
         "client secret", ""
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2017-09-20", "before 2017-09-21, the source's first day"),
+        ("yesterday", "must be a day as YYYY-MM-DD, got 'yesterday'"),
+        ("2026-11-01'; DROP TABLE x; --", "must be a day as YYYY-MM-DD"),
+        ("9" * 5000, "..."),
+    ],
+)
+def test_a_start_date_out_of_the_source_range_or_malformed_is_refused(monkeypatch, value, message):
+    from datetime import date
+
+    from signalbox.platform.settings import start_date
+
+    monkeypatch.setenv("NEOPLE_TIMELINE_START_DATE", value)
+    with pytest.raises(SettingsError, match="NEOPLE_TIMELINE_START_DATE") as error:
+        start_date("NEOPLE_TIMELINE_START_DATE", "2026-11-01", date(2017, 9, 21))
+    assert message in str(error.value) and len(str(error.value)) < 200
+    monkeypatch.setenv("NEOPLE_TIMELINE_START_DATE", "2017-09-21")
+    assert start_date("NEOPLE_TIMELINE_START_DATE", "x", date(2017, 9, 21)) == "2017-09-21"
+
+
+def test_the_code_location_refuses_timelines_before_the_apis_first_day():
+    env = {**os.environ, "NEOPLE_TIMELINE_START_DATE": "2017-01-01"}
+    probe = "import signalbox.domains.game_timelines.raw"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "NEOPLE_TIMELINE_START_DATE=2017-01-01 is before 2017-09-21" in result.stderr

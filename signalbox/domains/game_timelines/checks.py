@@ -1,10 +1,11 @@
-"""Checks on the raw Neople timelines: both stores agree, and days have rows (that days
-arrive on time is the asset's FreshnessPolicy).
+"""Checks on the raw Neople timelines: both stores agree, days have rows, and every code
+is one the marts know (that days arrive on time is the asset's FreshnessPolicy).
 
 The checks look at the days of the run they execute in (one day, or a backfill's range);
 run on their own (e.g. from the UI) they look at the last week of stored days.
 """
 
+import csv
 from datetime import date, timedelta
 
 import dagster as dg
@@ -20,9 +21,17 @@ from signalbox.domains.game_timelines.ingest import (
 )
 from signalbox.domains.game_timelines.raw import RAW_TIMELINE_EVENTS
 from signalbox.platform.object_store import ObjectNotFoundError, ObjectStoreResource
+from signalbox.platform.settings import DBT_ROOT
 from signalbox.platform.warehouse import WarehouseResource
 
 RECENT_DAYS = 7
+# the codes the marts classify: the dbt seed, read where the dbt project is
+TIMELINE_CODES_SEED = DBT_ROOT / "warehouse/seeds/game_timelines/neople_timeline_codes.csv"
+
+
+def known_codes() -> dict[int, str]:
+    with TIMELINE_CODES_SEED.open(encoding="utf-8") as seed:
+        return {int(row["code"]): row["code_name"] for row in csv.DictReader(seed)}
 
 
 def checked_days(
@@ -161,5 +170,49 @@ def neople_timeline_rows_for_active_characters(
             "days": len(table),
             "empty_days": int((table["rows"] == 0).sum()) if len(table) else 0,
             "by_day": dg.MetadataValue.md(table.to_markdown(index=False) if len(table) else "-"),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=RAW_TIMELINE_EVENTS,
+    description=(
+        "Every timeline code of the days is in the neople_timeline_codes seed. New codes "
+        "appear without notice: their rows are kept (classed `unknown` in the marts) and "
+        "listed here by value, name and rows, so the seed can follow."
+    ),
+)
+def neople_timeline_codes_known(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    import pandas as pd
+
+    days = checked_days(context, warehouse)
+    known = known_codes()
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        ensure_tables(cur)
+        cur.execute(
+            f"""
+            SELECT code, min(name), count(*), count(DISTINCT day), min(day), max(day)
+            FROM {RAW_TABLE}
+            WHERE day = ANY(%s) AND NOT code = ANY(%s)
+            GROUP BY code ORDER BY count(*) DESC, code
+            """,
+            (days, list(known)),
+        )
+        found = cur.fetchall()
+    table = pd.DataFrame(
+        [(code, name, rows, n, f"{first}..{last}") for code, name, rows, n, first, last in found],
+        columns=["code", "name", "rows", "days", "seen"],
+    )
+    return dg.AssetCheckResult(
+        passed=table.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "days": len(days),
+            "known_codes": len(known),
+            "unknown_codes": ", ".join(str(code) for code in table["code"]) or "none",
+            "unknown_code_rows": int(table["rows"].sum()) if len(table) else 0,
+            "by_code": dg.MetadataValue.md(table.to_markdown(index=False) if len(table) else "-"),
         },
     )

@@ -91,30 +91,56 @@ def _span(days: Sequence[date]) -> str:
     return str(first) if first == last else f"{first}..{last}"
 
 
+def _days(outcomes: Sequence[DayOutcome]) -> str:
+    """Every day named: consecutive days as one span."""
+    days = sorted(o.day for o in outcomes)
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and (day - runs[-1][-1]).days == 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(_span(run) for run in runs)
+
+
+def _rows(outcomes: Sequence[DayOutcome]) -> str:
+    return f"{sum(o.rows or 0 for o in outcomes):,} rows"
+
+
+def _count(outcomes: Sequence[DayOutcome]) -> str:
+    return f"{len(outcomes)} day{'s' if len(outcomes) != 1 else ''}"
+
+
 def compose(outcomes: Sequence[DayOutcome], error: str | None = None) -> Notification:
     """The message for a run: every day it loaded, skipped or failed on, and its error."""
     loaded = [o for o in outcomes if o.status in ("loaded", "restored")]
+    fetched = [o for o in loaded if o.status == "loaded"]
+    restored = [o for o in loaded if o.status == "restored"]
     skipped = [o for o in outcomes if o.status == "skipped"]
     failed = [o for o in outcomes if o.status == "failed"]
     untried = [o for o in outcomes if o.status == "not tried"]
     span = _span([o.day for o in outcomes])
-    rows = sum(o.rows or 0 for o in loaded)
     if failed or error:
         headline = f"Neople timelines {span} (KST): FAILED on {_span([o.day for o in failed])}"
-        subject = f"signalbox: {headline}"
+        if untried:
+            headline += f", not tried {_days(untried)}"
         summary = (
             "The failed day was not replaced: its previous data (if any) is intact in "
             "Postgres and the object store."
         )
         if untried:
-            summary += f" {len(untried)} later day(s) were not tried: re-run the range."
+            summary += f" Not tried: {_days(untried)}; re-run the range."
     else:
-        days = f"{len(loaded)} day{'s' if len(loaded) != 1 else ''}"
-        headline = f"Neople timelines {span} (KST): loaded {rows:,} rows ({days})"
-        subject = f"signalbox: {headline}"
+        done = []
+        if fetched or not restored:
+            done.append(f"loaded {_rows(fetched)} ({_count(fetched)})")
+        if restored:
+            done.append(f"reloaded {_rows(restored)} from the object store ({_count(restored)})")
+        headline = f"Neople timelines {span} (KST): {', '.join(done)}"
         summary = (
             f"{len(skipped)} day(s) were already stored and not fetched again." if skipped else ""
         )
+    subject = f"signalbox: {headline}"
     lines = [headline, ""]
     lines += [f"- {o.line()}" for o in [*loaded, *failed, *untried, *skipped]]
     if error:

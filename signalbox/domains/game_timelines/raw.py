@@ -9,7 +9,6 @@ Backfills run as one run over the whole range (`BackfillPolicy.single_run`, so
 skipped unless the run config says `refetch: true`.
 """
 
-import os
 import time
 from datetime import date, timedelta
 from typing import Any
@@ -32,13 +31,16 @@ from signalbox.domains.game_timelines.ingest import (
 )
 from signalbox.domains.game_timelines.neople import Character, NeopleClient, NeopleResource
 from signalbox.platform.object_store import ObjectStoreResource
+from signalbox.platform.settings import start_date
 from signalbox.platform.warehouse import WarehouseResource
 
 RAW_TIMELINE_EVENTS = dg.AssetKey(["raw", "neople_timeline_events"])
 TIMEZONE = "Asia/Seoul"
+# The API's first day of timelines (2017-09-21 00:00 KST): days before it can only fail.
+API_FIRST_DAY = date(2017, 9, 21)
 # First KST day of timelines (NEOPLE_TIMELINE_START_DATE, YYYY-MM-DD). Only complete days
 # are partitions: today's appears once it has ended in Korea.
-TIMELINE_START_DATE = os.environ.get("NEOPLE_TIMELINE_START_DATE") or "2026-11-01"
+TIMELINE_START_DATE = start_date("NEOPLE_TIMELINE_START_DATE", "2026-11-01", API_FIRST_DAY)
 NEOPLE_DAILY = dg.DailyPartitionsDefinition(start_date=TIMELINE_START_DATE, timezone=TIMEZONE)
 
 _ARROW_TO_SQL = {"date32[day]": "date", "string": "text", "int32": "integer"}

@@ -4,7 +4,6 @@ keys). One run lands a UTC day of both: generated in the demo and tests, observe
 production; the `user_actions` resource decides which.
 """
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -23,6 +22,7 @@ from signalbox.domains.user_activity.tables import (
     newest_event,
 )
 from signalbox.platform.clickhouse import ClickHouseResource
+from signalbox.platform.settings import start_date
 
 FEED_ACTIONS_KEY = dg.AssetKey(["raw", f"activity_{FEED_ACTIONS}"])
 MESSAGE_ACTIONS_KEY = dg.AssetKey(["raw", f"activity_{MESSAGE_ACTIONS}"])
@@ -30,7 +30,7 @@ MESSAGE_ACTIONS_KEY = dg.AssetKey(["raw", f"activity_{MESSAGE_ACTIONS}"])
 # First day of user activity (SIGNALBOX_ACTIVITY_START_DATE, YYYY-MM-DD). UTC days; the
 # current day is a partition too (end_offset=1): landing it takes the events so far, so a
 # schedule can refresh today for the 15-minute checks. The dbt activity assets share it.
-ACTIVITY_START_DATE = os.environ.get("SIGNALBOX_ACTIVITY_START_DATE") or "2026-11-01"
+ACTIVITY_START_DATE = start_date("SIGNALBOX_ACTIVITY_START_DATE", "2026-11-01")
 USER_ACTIVITY_DAILY = dg.DailyPartitionsDefinition(
     start_date=ACTIVITY_START_DATE, timezone="UTC", end_offset=1
 )

@@ -19,7 +19,8 @@ BOT_TOKEN = CHAT_TOKEN  # the session's chat simulator (tests/conftest.py)
 MAIL_TO = "oncall@example.com"
 
 ASSETS = [raw.neople_timeline_events, checks.neople_timeline_parquet_matches_postgres,
-          checks.neople_timeline_rows_for_active_characters]  # fmt: skip
+          checks.neople_timeline_rows_for_active_characters,
+          checks.neople_timeline_codes_known]  # fmt: skip
 
 
 def character_list(world: NeopleWorld) -> str:

@@ -157,6 +157,22 @@ def test_messages_carry_counts_keys_and_errors():
         [loaded, DayOutcome(date(2026, 11, 17), "failed", error="DNF980 <boom> " * 200)]
     )
     assert "FAILED on 2026-11-17" in failed.subject
+    # a reload from the parquet file is not announced as loaded from the API
+    restored = DayOutcome(date(2026, 11, 14), "restored", 50, 2, 8, None, "s3://y", 10)
+    assert compose([restored]).subject.endswith(
+        "2026-11-14 (KST): reloaded 50 rows from the object store (1 day)"
+    )
+    assert compose([restored, loaded]).subject.endswith(
+        "loaded 1,234 rows (1 day), reloaded 50 rows from the object store (1 day)"
+    )
+    # every day never tried is named, in the subject too
+    untried = [DayOutcome(date(2026, 11, d), "not tried") for d in (18, 19, 20, 22)]
+    stopped = compose([loaded, DayOutcome(date(2026, 11, 17), "failed", error="x"), *untried])
+    assert stopped.subject.endswith(
+        "FAILED on 2026-11-17, not tried 2026-11-18..2026-11-20, 2026-11-22"
+    )
+    assert "Not tried: 2026-11-18..2026-11-20, 2026-11-22; re-run the range." in stopped.text
+    assert "2026-11-22</b> not tried" in stopped.chat
     assert "DNF980 &lt;boom&gt;" in failed.chat and len(failed.chat) < 2500  # cut for the chat
     assert failed.text.count("DNF980 <boom>") == 200  # the e-mail has it all
     assert "previous data (if any) is intact" in failed.text

@@ -5,6 +5,7 @@ skip-if-stored, every fault, and the notifications."""
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter
 from datetime import date
 
@@ -97,6 +98,7 @@ def test_three_day_backfill_rerun_skip_and_refetch(
         assert {c.check_name: c.passed for c in checks} == {
             "neople_timeline_parquet_matches_postgres": True,
             "neople_timeline_rows_for_active_characters": True,
+            "neople_timeline_codes_known": True,
         }
 
     # notifications: one e-mail and one chat message per day, with counts and the key
@@ -180,6 +182,7 @@ def test_ranged_backfill_is_one_run_with_per_day_metadata(
     assert {c.check_name for c in result.get_asset_check_evaluations() if c.passed} == {
         "neople_timeline_parquet_matches_postgres",
         "neople_timeline_rows_for_active_characters",
+        "neople_timeline_codes_known",
     }
 
 
@@ -227,6 +230,26 @@ def test_unknown_codes_and_keys_are_kept_verbatim(resources, neople_sim, warehou
     assert extra_keys > 0
     codes = metadata(result, DAYS[2])["rows_by_code"]
     assert "530" in codes or "950" in codes
+    # the codes check warns, listing each unknown code by value with its name and rows
+    (check,) = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "neople_timeline_codes_known"
+    ]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    check_meta = {k: v.value for k, v in check.metadata.items()}
+    assert check_meta["unknown_codes"] == ", ".join(str(c) for c, _ in wanted.most_common())
+    assert check_meta["unknown_code_rows"] == sum(wanted.values())
+    for code, name in UNKNOWN_CODES:
+        if wanted[code]:
+            assert f"| {code} | {name} |" in re.sub(" +", " ", check_meta["by_code"])
+
+
+def test_legion_clears_are_a_known_code():
+    from signalbox.domains.game_timelines.checks import known_codes
+
+    codes = known_codes()
+    assert codes[209] == "레기온 클리어" and codes[201] == "레이드"
 
 
 def test_missing_fields_fail_the_day_and_keep_its_previous_version(
@@ -384,4 +407,5 @@ def test_a_range_that_fails_keeps_and_records_the_days_before(
     (mail,) = sink.wait_for(1)
     assert "FAILED on 2026-11-04" in mail.subject
     assert "2026-11-02" in mail.text and "2026-11-03" in mail.text
-    assert "2026-11-05  not tried" in mail.text and "1 later day(s) were not tried" in mail.text
+    assert "2026-11-05  not tried" in mail.text and "Not tried: 2026-11-05;" in mail.text
+    assert mail.subject.endswith("FAILED on 2026-11-04, not tried 2026-11-05")
