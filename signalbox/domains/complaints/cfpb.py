@@ -335,6 +335,21 @@ class CfpbResource(HttpApiResource):
             "date received (complaints are published up to 15 days after they are received)."
         ),
     )
+    reconcile_days: int = Field(
+        default=60,
+        description=(
+            "CFPB_RECONCILE_DAYS: the reconcile pass re-reads this many days before the "
+            "newest stored date received: complaints published later than the lookback, and "
+            "company responses updated on older complaints."
+        ),
+    )
+    reconcile_every_hours: int = Field(
+        default=24,
+        description=(
+            "CFPB_RECONCILE_EVERY_HOURS: how often the poller asks for a reconcile pass "
+            "(between two passes, each run is incremental)."
+        ),
+    )
     window_days: int = Field(default=1, description="Days per search window (one slice).")
     page_size: int = Field(default=100, description="Hits per page (`size`).")
     read_timeout_seconds: float = 60.0
@@ -349,6 +364,8 @@ class CfpbResource(HttpApiResource):
                 rate_limit_per_minute="CFPB_RATE_LIMIT_PER_MINUTE",
                 backfill_days="CFPB_BACKFILL_DAYS",
                 lookback_days="CFPB_LOOKBACK_DAYS",
+                reconcile_days="CFPB_RECONCILE_DAYS",
+                reconcile_every_hours="CFPB_RECONCILE_EVERY_HOURS",
             ),
         }
         return cls(**{**fields, **overrides})

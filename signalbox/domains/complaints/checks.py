@@ -1,13 +1,11 @@
-"""Checks on the raw complaints: one row per complaint, and agreement with the API.
+"""Checks on the raw complaints: one row per complaint. Agreement with the API is checked
+by each run itself, with its own paced client (reconcile.py).
 
 Freshness is the asset's own `FreshnessPolicy` (raw.py), which Dagster now prefers over
 freshness checks and evaluates without a sensor."""
 
-from datetime import timedelta
-
 import dagster as dg
 
-from signalbox.domains.complaints.cfpb import CfpbResource, DayWindow
 from signalbox.domains.complaints.ingest import COMPLAINTS, table_exists
 from signalbox.domains.complaints.raw import RAW_COMPLAINTS
 from signalbox.platform.warehouse import WarehouseResource
@@ -56,37 +54,4 @@ def cfpb_complaints_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         metadata["duplicates"] = dg.MetadataValue.md(table.to_markdown(index=False))
     return dg.AssetCheckResult(
         passed=duplicates == 0 and key_mismatch == 0 and date_mismatch == 0, metadata=metadata
-    )
-
-
-@dg.asset_check(
-    asset=RAW_COMPLAINTS,
-    description=(
-        "Between the oldest and newest stored date received, the stored complaint count "
-        "equals the API's hits.total (one request). Warns when the API has more: published "
-        "since the last run, or older than the lookback."
-    ),
-)
-def cfpb_complaints_match_api(
-    cfpb: CfpbResource, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    with warehouse.connect() as conn, conn.cursor() as cur:
-        if not table_exists(cur):
-            return dg.AssetCheckResult(passed=True, metadata={"stored": 0})
-        cur.execute(
-            f"SELECT min(date_received), max(date_received), count(*) FROM {COMPLAINTS.name}"
-        )
-        first, last, stored = cur.fetchone()
-    if first is None:
-        return dg.AssetCheckResult(passed=True, metadata={"stored": 0})
-    total = cfpb.probe_client().count(DayWindow(first, last + timedelta(days=1)))
-    return dg.AssetCheckResult(
-        passed=stored >= total,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "range": f"{first}..{last}",
-            "stored": stored,
-            "api_total": total,
-            "missing": max(0, total - stored),
-        },
     )

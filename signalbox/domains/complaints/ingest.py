@@ -126,6 +126,7 @@ class CrawlResult:
     end: date | None  # last day fetched (inclusive)
     stored_newest_before: date | None
     probe: Probe | None = None
+    began: Any = None  # the database's now() when the crawl began
     windows: int = 0
     pages: int = 0
     received: int = 0
@@ -185,7 +186,7 @@ def crawl_complaints(
             backfill_days=backfill_days,
         )
     last = end or probe.newest_date
-    result = CrawlResult(first, last, stored_max, probe)
+    result = CrawlResult(first, last, stored_max, probe, crawl_began)
     if first is None or last is None:
         return result  # the API has no complaints at all yet
 
@@ -230,6 +231,36 @@ def crawl_complaints(
             conn.commit()
     result.windows = len(windows)
     return result
+
+
+def changed_before(warehouse: WarehouseResource, since: Any, day: date) -> tuple[int, int]:
+    """(added, replaced) since `since` among complaints received before `day`: what a pass
+    repaired that the incremental lookback could not reach."""
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"""
+            SELECT count(*) FILTER (WHERE first_loaded_at >= %(since)s),
+                   count(*) FILTER (WHERE first_loaded_at < %(since)s)
+            FROM {COMPLAINTS.name}
+            WHERE loaded_at >= %(since)s AND date_received < %(day)s
+            """,
+            {"since": since, "day": day},
+        )
+        added, replaced = cur.fetchone()
+    return added, replaced
+
+
+def stored_in(warehouse: WarehouseResource, window: DayWindow) -> int:
+    """Complaints stored with date received in the window (the API's min/max semantics)."""
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        if not table_exists(cur):
+            return 0
+        cur.execute(
+            f"SELECT count(*) FROM {COMPLAINTS.name}"
+            " WHERE date_received >= %s AND date_received < %s",
+            (window.start, window.end),
+        )
+        return cur.fetchone()[0]
 
 
 def _preview(source: dict[str, Any]) -> dict[str, Any]:

@@ -20,9 +20,11 @@ from signalbox.domains.complaints.cfpb import (
     CfpbPagingError,
     CfpbRecordError,
     CfpbResource,
+    DayWindow,
     SearchPage,
 )
-from signalbox.domains.complaints.ingest import COMPLAINTS, crawl_complaints
+from signalbox.domains.complaints.ingest import COMPLAINTS, changed_before, crawl_complaints
+from signalbox.domains.complaints.reconcile import compare_with_api, match_api_spec
 from signalbox.platform.http import RETRYABLE_STATUSES, ApiHttpError
 from signalbox.platform.warehouse import WarehouseResource
 
@@ -68,6 +70,14 @@ class CfpbComplaintsConfig(dg.Config):
     end_date: str | None = Field(
         default=None, description="Last day to fetch (YYYY-MM-DD); default: the newest complaint."
     )
+    reconcile: bool = Field(
+        default=False,
+        description=(
+            "A reconcile pass: re-read `reconcile_days` (CFPB_RECONCILE_DAYS) before the "
+            "newest stored complaint instead of the lookback; the poller asks for one every "
+            "`reconcile_every_hours`."
+        ),
+    )
 
 
 def _day(value: str | None, name: str) -> date | None:
@@ -95,6 +105,7 @@ def build_cfpb_complaints_asset(retry_policy: dg.RetryPolicy) -> dg.AssetsDefini
             "publications, company responses), one day window at a time, with search_after."
         ),
         metadata={"dagster/table_name": COMPLAINTS.name},
+        check_specs=[match_api_spec(RAW_COMPLAINTS)],
     )
     def cfpb_complaints(
         context: dg.AssetExecutionContext,
@@ -106,11 +117,12 @@ def build_cfpb_complaints_asset(retry_policy: dg.RetryPolicy) -> dg.AssetsDefini
 
         client = cfpb.client(logger=context.log)
         progress = _Progress(context)
+        lookback = cfpb.reconcile_days if config.reconcile else cfpb.lookback_days
         try:
             result = crawl_complaints(
                 client,
                 warehouse,
-                lookback_days=cfpb.lookback_days,
+                lookback_days=lookback,
                 backfill_start=cfpb.backfill_start_date(),
                 backfill_days=cfpb.backfill_days,
                 window_days=cfpb.window_days,
@@ -155,11 +167,34 @@ def build_cfpb_complaints_asset(retry_policy: dg.RetryPolicy) -> dg.AssetsDefini
         }
         if result.short_windows:
             metadata["short_windows"] = ", ".join(result.short_windows[:20])
+        pass_name = "reconcile" if config.reconcile else "incremental"
+        metadata["pass"] = f"{pass_name} ({lookback} days before the newest stored)"
+        if config.reconcile and result.stored_newest_before is not None:
+            # what only this pass could fetch: older than the incremental lookback reaches
+            reach = result.stored_newest_before - timedelta(days=cfpb.lookback_days)
+            added, replaced = changed_before(warehouse, result.began, reach)
+            metadata |= {"repaired_missing": added, "repaired_stale": replaced}
+            context.log.info(
+                f"cfpb reconcile pass: {added} complaints added and {replaced} replaced that "
+                f"were received before {reach}, beyond the incremental lookback"
+            )
         context.log.info(
             f"cfpb complaints {result.start}..{result.end}: {result.pages} pages, "
             f"{result.inserted} new, {result.updated} updated, {result.unchanged} unchanged"
         )
-        return dg.MaterializeResult(metadata=metadata)
+        newest = warehouse.scalar(f"SELECT max(date_received) FROM {COMPLAINTS.name}")
+        reachable = None
+        if not config.reconcile and newest is not None:
+            reachable = newest - timedelta(days=cfpb.reconcile_days)
+            if cfpb.backfill_start_date():
+                reachable = max(reachable, cfpb.backfill_start_date())
+        read = None
+        if result.start and result.end:
+            read = DayWindow(result.start, result.end + timedelta(days=1))
+        check = compare_with_api(
+            client, warehouse, read=read, reachable_from=reachable, pass_name=pass_name
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return cfpb_complaints
 

@@ -6,11 +6,18 @@ The question is `size=1&sort=created_date_desc&date_received_min=<next window st
 its `hits.total` against the stored count for the same days says whether complaints were
 published since the last load (late ones included), in one request that counts against
 the 20/min throttle once. No request at all while a complaints run is in progress.
+
+Every `reconcile_every_hours` (CFPB_RECONCILE_EVERY_HOURS) the poller asks for a
+reconcile pass instead: a run that re-reads `reconcile_days` (CFPB_RECONCILE_DAYS), for
+complaints published later than the lookback and responses updated on older ones. When
+the next one is due is kept in the sensor's cursor, with the last request's signature.
 """
 
+import json
 import os
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 
 import dagster as dg
@@ -101,6 +108,31 @@ def poll_for_new_complaints(
     return PollDecision(True, reason, signature, start, probe.total, stored)
 
 
+@dataclass
+class PollerCursor:
+    """What the poller remembers between ticks: the last request's signature, and when the
+    next reconcile pass is due (epoch seconds; None until the first tick starts the clock)."""
+
+    signature: str | None = None
+    reconcile_due: float | None = None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "PollerCursor":
+        if not raw:
+            return cls()
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return cls(signature=raw)  # written before reconcile passes: a bare signature
+        if not isinstance(value, dict):
+            return cls(signature=raw)
+        due = value.get("reconcile_due")
+        return cls(value.get("signature"), float(due) if due is not None else None)
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
 def sensor_interval(environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     raw = environ.get(INTERVAL_ENV)
@@ -142,7 +174,7 @@ def build_complaints_sensor(
         description=(
             f"At most every {interval} s: one CFPB request (size=1, newest first, since the "
             "next window's start); a run of complaints_refresh only when the API holds "
-            "complaints the warehouse does not."
+            "complaints the warehouse does not, and a reconcile pass when one is due."
         ),
     )
     def _sensor(
@@ -153,6 +185,21 @@ def build_complaints_sensor(
         )
         if active:
             return dg.SkipReason(f"run {active[0].run_id} of {job.name} is still in progress")
+        cursor = PollerCursor.parse(context.cursor)
+        now = time.time()
+        every = cfpb.reconcile_every_hours * 3600
+        if cursor.reconcile_due is None:
+            cursor.reconcile_due = now + every
+            context.update_cursor(cursor.dump())
+        elif now >= cursor.reconcile_due and stored_state(warehouse).rows:
+            cursor.reconcile_due = now + every
+            context.update_cursor(cursor.dump())
+            context.log.info(f"cfpb: a reconcile pass ({cfpb.reconcile_days} days) is due")
+            return dg.RunRequest(
+                run_key=f"reconcile@{int(now)}",
+                run_config={"ops": {"raw__cfpb_complaints": {"config": {"reconcile": True}}}},
+                tags={"cfpb/pass": "reconcile", "cfpb/reconcile_days": str(cfpb.reconcile_days)},
+            )
         try:
             decision = poll_for_new_complaints(
                 cfpb.probe_client(logger=context.log),
@@ -160,7 +207,7 @@ def build_complaints_sensor(
                 lookback_days=cfpb.lookback_days,
                 backfill_start=cfpb.backfill_start_date(),
                 backfill_days=cfpb.backfill_days,
-                last_signature=context.cursor,
+                last_signature=cursor.signature,
             )
         except ApiError as exc:
             if _transient(exc):  # the next tick asks again; the error shows on this tick
@@ -168,7 +215,8 @@ def build_complaints_sensor(
             raise
         if not decision.run:
             return dg.SkipReason(decision.reason)
-        context.update_cursor(decision.signature)
+        cursor.signature = decision.signature
+        context.update_cursor(cursor.dump())
         context.log.info(f"cfpb: {decision.reason}")
         return dg.RunRequest(
             run_key=decision.signature,
