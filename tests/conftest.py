@@ -59,6 +59,45 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         )
 
 
+DRILL_SCORE_DIR = Path("build/drill")  # tests/drills/drill.py writes a file per drill here
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A fresh drill score per session (in the controller only, before workers start)."""
+    if not hasattr(config, "workerinput"):
+        shutil.rmtree(DRILL_SCORE_DIR, ignore_errors=True)
+        os.environ["SIGNALBOX_DRILL_SCORE_DIR"] = str(DRILL_SCORE_DIR.resolve())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The crash drills' score, when any ran: summed over domains, and kept as JSON."""
+    import json
+
+    scores = [json.loads(f.read_text()) for f in sorted(DRILL_SCORE_DIR.glob("*-*.json"))]
+    if not scores:
+        return
+    figures = ("kill_points", "random_kills", "runs", "rows_lost", "duplicates",
+               "watermarks_ahead", "partial_partitions", "faults", "seconds")  # fmt: skip
+    total = {name: sum(score[name] for score in scores) for name in figures}
+    write = terminalreporter.write_line
+    terminalreporter.section("crash drill score")
+    for score in scores:
+        write(
+            f"{score['domain']:>15}: {score['kill_points']} kill points, "
+            f"{score['random_kills']} random kills, {score['runs']} runs, "
+            f"{score['rows_lost']} lost, {score['duplicates']} duplicates, "
+            f"{score['seconds']:.0f}s"
+        )
+    write(
+        "drill: kill_points={kill_points} random_kills={random_kills} runs={runs} "
+        "rows_lost={rows_lost} duplicates={duplicates} watermarks_ahead={watermarks_ahead} "
+        "partial_partitions={partial_partitions} faults={faults} seconds={seconds:.0f}".format(
+            **total
+        )
+    )
+    (DRILL_SCORE_DIR / "score.json").write_text(json.dumps({"total": total, "domains": scores}))
+
+
 @pytest.fixture(scope="session")
 def code_location():
     """The code location's Definitions (imported on first use: the dbt assets need the
