@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SPARK_STAMP := $(VENV)/.spark-stamp
 BENCH ?=
 
-.PHONY: demo test test-fast bench lint format docs wheel constraints clean
+.PHONY: demo test test-fast drill bench lint format docs wheel constraints clean
 
 $(STAMP): pyproject.toml plugins/dbt-chdb/pyproject.toml plugins/dbt-chdb/dbt/adapters/chdb/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 # two workers (one per core): most tests wait on engines, dbt and servers, not the CPU
 test: $(STAMP) $(SPARK_STAMP) lint
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# the crash drills alone (they run in `make test` too): each domain's run killed with SIGKILL
+# at chosen and random points, re-run, compared with the source's truth; prints the score
+drill: $(STAMP)
+	$(BIN)/pytest -n 2 --dist loadfile tests/drills
 
 # the unit tier only: no engine, no dbt, under a minute (`-m integration`, `-m e2e` the others)
 test-fast: $(STAMP)

@@ -169,15 +169,15 @@ def _kafka(stack: LocalStack) -> str:
     """Persisted on the embedded S3 server when there is one (topics, data and committed
     offsets survive a restart), in memory when the object store is a real one."""
     from signalbox.platform.embedded.kafka import EmbeddedKafka
-    from signalbox.platform.embedded.s3 import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
     from signalbox.platform.object_store import ObjectStoreResource
 
     in_memory = os.environ.get("SIGNALBOX_KAFKA_EMBEDDED_STORAGE", "s3").lower() == "memory"
     s3_endpoint = None if in_memory else stack.local_s3_url
     broker = EmbeddedKafka(
         s3_endpoint=s3_endpoint,
-        access_key=DEMO_ACCESS_KEY,
-        secret_key=DEMO_SECRET_KEY,
+        # the embedded S3 server's key pair, exported by its stand-in
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
         log_path=stack.home / "kafka.log",
     )
     if s3_endpoint:

@@ -363,14 +363,15 @@ def _validation_error(errors: list[tuple[str, str, str]]) -> Response:
 
 
 DEMO_CLIENT_ID = "signalbox-demo"
-DEMO_CLIENT_SECRET = "demo-secret"  # the simulator's own credential, not a real secret
 
 
 @stand_in("Help Scout simulator", unless="HELPSCOUT_BASE_URL")
 def _local_helpscout(stack: LocalStack) -> str:
+    # a secret of its own per start: what leaks of it anywhere is found (tests/e2e)
+    client_secret = secrets.token_urlsafe(24)
     simulator = HelpScoutSimulator(
         client_id=DEMO_CLIENT_ID,
-        client_secret=DEMO_CLIENT_SECRET,
+        client_secret=client_secret,
         rate_limit_per_minute=800,
         live=True,
     ).start()
@@ -378,7 +379,7 @@ def _local_helpscout(stack: LocalStack) -> str:
     stack.export(
         HELPSCOUT_BASE_URL=simulator.url,
         HELPSCOUT_CLIENT_ID=DEMO_CLIENT_ID,
-        HELPSCOUT_CLIENT_SECRET=DEMO_CLIENT_SECRET,
+        HELPSCOUT_CLIENT_SECRET=client_secret,
     )
     start = datetime.now(UTC).date() - timedelta(days=stack.demo_backfill_days)
     stack.default(HELPSCOUT_BACKFILL_START=start.isoformat())

@@ -26,6 +26,7 @@ import hmac
 import json
 import math
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -376,9 +377,10 @@ def _injected(response: Response) -> Response:
 
 @stand_in("Neople API simulator", unless="NEOPLE_BASE_URL")
 def _local_neople(stack: LocalStack) -> str:
-    neople = NeopleSimulator(live=True).start()
+    key = secrets.token_urlsafe(24)  # its own key per start
+    neople = NeopleSimulator(live=True, api_keys=(key,)).start()
     stack.on_stop(neople.stop)
-    stack.export(NEOPLE_BASE_URL=neople.url, NEOPLE_API_KEY=DEFAULT_API_KEY)  # its own key
+    stack.export(NEOPLE_BASE_URL=neople.url, NEOPLE_API_KEY=key)
     characters = neople.world.characters()
     stack.default(
         NEOPLE_CHARACTERS=",".join(f"{c['serverId']}:{c['characterId']}" for c in characters)

@@ -20,6 +20,7 @@ import html
 import json
 import math
 import re
+import secrets
 import struct
 import threading
 import time
@@ -713,15 +714,14 @@ def _telegram_shaped(response: Response) -> Response:
     return telegram_error(status, description)
 
 
-DEMO_TOKEN = "123456:signalbox-demo"  # the simulator's, not a real bot's
 DEMO_CHAT = "-1001000000001"  # the on-call group in the simulator
 
 
 @stand_in("Telegram simulator (on-call chat)", unless="TELEGRAM_BOT_TOKEN")
 def _local_telegram(stack: LocalStack) -> str:
-    chat = TelegramSimulator(token=DEMO_TOKEN).start()
+    # a bot token of its own per start, shaped like a real one (<bot id>:<secret>)
+    token = f"{secrets.randbelow(9 * 10**9) + 10**9}:{secrets.token_urlsafe(27)}"
+    chat = TelegramSimulator(token=token).start()
     stack.on_stop(chat.stop)
-    stack.export(
-        TELEGRAM_API_URL=chat.url, TELEGRAM_BOT_TOKEN=DEMO_TOKEN, TELEGRAM_CHAT_ID=DEMO_CHAT
-    )
+    stack.export(TELEGRAM_API_URL=chat.url, TELEGRAM_BOT_TOKEN=token, TELEGRAM_CHAT_ID=DEMO_CHAT)
     return chat.page_url

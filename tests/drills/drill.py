@@ -44,12 +44,14 @@ _PRELOAD = [
 @dataclass(frozen=True)
 class KillPoint:
     """SIGKILL the run at the `nth` call of `target` ("module:attr.path"), `when` before
-    the call starts or after it returns."""
+    the call starts or after it returns. With `fault` ("module:function"), call that
+    instead and let the run go on: an engine lost mid-run, say."""
 
     target: str
     nth: int = 1
     when: str = "before"
     note: str = ""
+    fault: str | None = None
 
     def __str__(self) -> str:
         return f"{self.when} {self.target} #{self.nth}" + (f" ({self.note})" if self.note else "")
@@ -125,6 +127,8 @@ def _child(runner: str, settings: dict[str, Any], kill: KillPoint | None, errors
         ok = getattr(importlib.import_module(module), name)(settings)
     except BaseException:
         errors.put(traceback.format_exc()[-3000:])
+        errors.close()
+        errors.join_thread()  # the message is through before the process ends
         os._exit(1)
     os._exit(0 if ok else 1)
 
@@ -139,6 +143,10 @@ def _arm(kill: KillPoint) -> None:
     calls = 0
 
     def die() -> None:
+        if kill.fault:
+            module, _, name = kill.fault.partition(":")
+            getattr(importlib.import_module(module), name)()
+            return
         os.killpg(0, signal.SIGKILL)
 
     @functools.wraps(original)
@@ -153,6 +161,21 @@ def _arm(kill: KillPoint) -> None:
         return result
 
     setattr(owner, attribute, armed)
+
+
+def succeeded(result) -> bool:
+    """A run's success; on failure an exception with each failed step's own error, so the
+    parent sees what the run said (`Outcome.error`)."""
+    if result.success:
+        return True
+    errors = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error is not None:
+                errors.append(f"{error.cls_name}: {error.message.strip()}")
+                error = error.cause
+    raise RuntimeError("the run failed:\n" + "\n".join(errors))
 
 
 # --------------------------------------------------------------------------- the score

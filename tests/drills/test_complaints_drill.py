@@ -37,11 +37,13 @@ POINTS = [
 def materialize(settings: dict) -> bool:
     """The child's run: the raw asset with its API check, as the poller's runs do."""
     from signalbox.domains.complaints.raw import (
+        RETRY_DELAY_ENV,
         build_cfpb_complaints_asset,
         complaints_retry_policy,
     )
 
-    asset = build_cfpb_complaints_asset(complaints_retry_policy({}))
+    delay = settings.get("retry_delay_seconds", "30")
+    asset = build_cfpb_complaints_asset(complaints_retry_policy({RETRY_DELAY_ENV: delay}))
     config = {"reconcile": settings.get("reconcile", False)}
     result = dg.materialize(
         [asset],
@@ -53,7 +55,7 @@ def materialize(settings: dict) -> bool:
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
-    return result.success
+    return drill.succeeded(result)
 
 
 @pytest.fixture

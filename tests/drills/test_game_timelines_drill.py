@@ -82,7 +82,7 @@ def materialize(settings: dict) -> bool:
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
-    return result.success
+    return drill.succeeded(result)
 
 
 @pytest.fixture

@@ -99,6 +99,12 @@ def env_for() -> Callable[..., dict[str, str]]:
 
 
 @pytest.fixture
+def processes_of() -> Callable[[str], list[psutil.Process]]:
+    """The processes a CLI run on that SIGNALBOX_HOME started."""
+    return started_by
+
+
+@pytest.fixture
 def run_cli() -> Iterator:
     runs: list[CliRun] = []
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -190,5 +191,6 @@ def _port_is_free(port: int) -> bool:
 
 
 def embedded_s3() -> EmbeddedS3:
-    """The demo's object store: files under SIGNALBOX_HOME/objectstore."""
-    return EmbeddedS3(signalbox_home() / "objectstore")
+    """The demo's object store: files under SIGNALBOX_HOME/objectstore, with a secret key
+    of its own per start (the files do not depend on it)."""
+    return EmbeddedS3(signalbox_home() / "objectstore", secret_key=secrets.token_urlsafe(24))

@@ -1,0 +1,144 @@
+"""The demo while it runs: no credential anywhere a person or a log reader can look, and no
+socket listening beyond loopback.
+
+Every stand-in makes a credential of its own per start (the Help Scout client secret, the
+Neople key, the bot token, the S3 secret key) and the embedded PostgreSQL a password: each
+is distinct, and each is looked for, as text, in the CLI's output, the UI's GraphQL answers
+(every run's events and their metadata, the assets' materializations), every file under
+SIGNALBOX_HOME (Dagster's storage and compute logs, the engines' data, the mail), and dbt's
+logs and target/ folders. The only files allowed to hold them are the two kept for that,
+readable by their owner only."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from signalbox.platform.embedded.ports import free_port
+from signalbox.platform.settings import DBT_ROOT
+
+CREDENTIALS = (
+    "HELPSCOUT_CLIENT_SECRET",
+    "NEOPLE_API_KEY",
+    "TELEGRAM_BOT_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+)
+SECRET_STORES = ("local-stack.json", "postgres.password")  # mode 0600, by design
+RUNS = """{ runsOrError { ... on Runs { results { runId jobName status runConfigYaml
+    tags { key value } } } } }"""
+EVENTS = """query Events($runId: ID!) { logsForRun(runId: $runId, limit: 20000) {
+    __typename ... on EventConnection { events { __typename
+        ... on MessageEvent { message level }
+        ... on MaterializationEvent { metadataEntries { ...entry } }
+        ... on ObservationEvent { metadataEntries { ...entry } }
+        ... on ExecutionStepFailureEvent { error { ...failure } }
+        ... on RunFailureEvent { error { ...failure } }
+        ... on EngineEvent { metadataEntries { ...entry } error { ...failure } } } }
+    ... on PythonError { message } } }
+fragment failure on PythonError { message stack causes { message stack } }
+fragment entry on MetadataEntry { label description
+    ... on TextMetadataEntry { text } ... on MarkdownMetadataEntry { mdStr }
+    ... on UrlMetadataEntry { url } ... on PathMetadataEntry { path }
+    ... on JsonMetadataEntry { jsonString } }"""
+ASSETS = """{ assetsOrError { ... on AssetConnection { nodes { key { path }
+    assetMaterializations(limit: 50) { runId metadataEntries { label description
+        ... on TextMetadataEntry { text } ... on MarkdownMetadataEntry { mdStr }
+        ... on UrlMetadataEntry { url } ... on JsonMetadataEntry { jsonString } } } } } } }"""
+
+
+def non_loopback_listeners(processes: list[psutil.Process]) -> list[str]:
+    """Sockets of the demo's processes bound to an address other than loopback."""
+    found = []
+    for process in processes:
+        try:
+            sockets = process.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for sock in sockets:
+            listening = sock.status == psutil.CONN_LISTEN or (
+                sock.type == 2 and not sock.raddr  # a bound UDP socket
+            )
+            if listening and not ipaddress.ip_address(sock.laddr.ip).is_loopback:
+                found.append(
+                    f"{process.name()} ({process.pid}) on {sock.laddr.ip}:{sock.laddr.port}"
+                )
+    return found
+
+
+def files_holding(root: Path, secrets: dict[str, str], skip: tuple[str, ...] = ()) -> list[str]:
+    hits = []
+    needles = {name: value.encode() for name, value in secrets.items()}
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink() or path.name in skip:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        hits += [f"{name} in {path}" for name, needle in needles.items() if needle in data]
+    return hits
+
+
+@pytest.mark.slow
+def test_no_secret_leaks_and_nothing_listens_beyond_loopback(run_cli, processes_of):
+    port = free_port()
+    week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+    demo = run_cli(
+        "demo",
+        "--port",
+        str(port),
+        stop_signal=signal.SIGTERM,
+        HELPSCOUT_BACKFILL_START=week_ago,
+        CFPB_BACKFILL_START=week_ago,
+    )
+    demo.wait_for(f"Dagster UI: http://127.0.0.1:{port}", timeout=900)
+    home = demo.home
+    exported = json.loads((home / "local-stack.json").read_text())["variables"]
+    secrets = {name: exported[name] for name in CREDENTIALS}
+    secrets["warehouse password"] = (home / "postgres.password").read_text().strip()
+    assert len(set(secrets.values())) == len(secrets), "every credential is its own"
+    assert all(len(value) >= 16 for value in secrets.values())
+    for store in SECRET_STORES:
+        assert (home / store).stat().st_mode & 0o777 == 0o600
+
+    # every socket the demo's processes opened listens on loopback only
+    processes = processes_of(str(home))
+    assert non_loopback_listeners(processes) == []
+    listening = [
+        s for p in processes for s in p.net_connections(kind="inet")
+        if s.status == psutil.CONN_LISTEN
+    ]  # fmt: skip
+    assert len(listening) >= 8  # UI, engines, simulators: the check looked at something
+
+    # the UI's answers: runs (config, tags), every event of every run, the assets' metadata
+    graphql = f"http://127.0.0.1:{port}/graphql"
+
+    def ask(query: str, **variables) -> str:
+        answer = requests.post(graphql, json={"query": query, "variables": variables}, timeout=60)
+        answer.raise_for_status()
+        return answer.text
+
+    runs_text = ask(RUNS)
+    runs = json.loads(runs_text)["data"]["runsOrError"]["results"]
+    assert len(runs) >= 5
+    answers = [runs_text, ask(ASSETS)] + [ask(EVENTS, runId=run["runId"]) for run in runs]
+    assert sum(a.count('"__typename"') for a in answers) > 100  # events were returned
+    leaks = [name for name, value in secrets.items() for a in answers if value in a]
+
+    # files: SIGNALBOX_HOME (Dagster's storage and logs, the engines' data, mail), dbt's
+    # logs and target/ of both projects, and what the CLI printed
+    leaks += files_holding(home, secrets, skip=SECRET_STORES)
+    for project in ("warehouse", "activity"):
+        for folder in ("logs", "target"):
+            if (DBT_ROOT / project / folder).is_dir():
+                leaks += files_holding(DBT_ROOT / project / folder, secrets)
+    output = demo.log.read_text()
+    leaks += [f"{name} in the CLI's output" for name, value in secrets.items() if value in output]
+    assert leaks == []
