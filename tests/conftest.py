@@ -30,6 +30,43 @@ ENGINE_FIXTURES = frozenset(
      "clickhouse_server_database"}
 )  # fmt: skip
 TIERS = ("unit", "integration", "e2e")
+# A test that injects a fault into our code says so in its name (or is a drill): the
+# score counts them. The simulators' own tests of their fault switches are not counted.
+FAULT_WORDS = frozenset(
+    {
+        "429",
+        "5xx",
+        "500",
+        "503",
+        "424",
+        "timeout",
+        "timeouts",
+        "truncated",
+        "malformed",
+        "expired",
+        "expiry",
+        "revoked",
+        "throttle",
+        "down",
+        "refused",
+        "lost",
+        "hostile",
+        "sigkill",
+        "broken",
+        "drift",
+        "orphan",
+        "held",
+        "crash",
+        "maintenance",
+        "oversized",
+        "wrong",
+        "missing",
+        "unknown",
+        "bad",
+        "failed",
+        "unavailable",
+    }
+)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -45,6 +82,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)
+        words = set(item.originalname.split("_"))
+        if "simulators" not in item.path.parts and (
+            words & FAULT_WORDS or "drills" in item.path.parts or "hostile" in item.path.name
+        ):
+            item.add_marker(pytest.mark.fault)
     # the longest tests first, so two xdist workers finish together (stable otherwise)
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
@@ -59,21 +101,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         )
 
 
-DRILL_SCORE_DIR = Path("build/drill")  # tests/drills/drill.py writes a file per drill here
+DRILL_SCORE_DIR = Path("build/drill")  # score.json: the last session's crash drill score
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A fresh drill score per session (in the controller only, before workers start)."""
+    """A folder of this session's own for the drills' figures (tests/drills/drill.py writes
+    one file per drill there); set in the controller, before the workers start."""
     if not hasattr(config, "workerinput"):
-        shutil.rmtree(DRILL_SCORE_DIR, ignore_errors=True)
-        os.environ["SIGNALBOX_DRILL_SCORE_DIR"] = str(DRILL_SCORE_DIR.resolve())
+        session = DRILL_SCORE_DIR.resolve() / f"session-{os.getpid()}"
+        shutil.rmtree(session, ignore_errors=True)
+        os.environ["SIGNALBOX_DRILL_SCORE_DIR"] = str(session)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """The crash drills' score, when any ran: summed over domains, and kept as JSON."""
+    """The crash drills' score, when any ran: summed over domains, and kept as JSON (by
+    the controller only: xdist workers call this hook too)."""
     import json
 
-    scores = [json.loads(f.read_text()) for f in sorted(DRILL_SCORE_DIR.glob("*-*.json"))]
+    if hasattr(config, "workerinput"):
+        return
+
+    faults = sum(1 for r in terminalreporter.stats.get("passed", []) if "fault" in r.keywords)
+    if faults:
+        terminalreporter.write_line(f"faults injected: {faults} passing tests inject a fault")
+    session = Path(os.environ.get("SIGNALBOX_DRILL_SCORE_DIR", DRILL_SCORE_DIR / "none"))
+    scores = [json.loads(f.read_text()) for f in sorted(session.glob("*.json"))]
+    shutil.rmtree(session, ignore_errors=True)
     if not scores:
         return
     figures = ("kill_points", "random_kills", "runs", "rows_lost", "duplicates",

@@ -75,6 +75,20 @@ class ServerAddress:
         return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}{on}"
 
 
+DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def checked_database(name: str, what: str = "SIGNALBOX_CLICKHOUSE_DATABASE") -> str:
+    """A database name that is safe as an identifier in DDL (letters, digits, `_`)."""
+    if not DATABASE_NAME.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ClickHouseConfigError(
+            f"{what} must be letters, digits and '_' (at most 64, not starting with a "
+            f"digit), got {shown!r}"
+        )
+    return name
+
+
 def parse_clickhouse_url(url: str, default_database: str = "activity") -> ServerAddress:
     """`http[s]://user:password@host[:port][/database][?cluster=name]` -> ServerAddress.
 
@@ -99,6 +113,8 @@ def parse_clickhouse_url(url: str, default_database: str = "activity") -> Server
         raise ClickHouseConfigError(
             f"SIGNALBOX_CLICKHOUSE_URL path must be one database name ({shown!r})"
         )
+    if database:
+        checked_database(database, "SIGNALBOX_CLICKHOUSE_URL's database")
     return ServerAddress(
         host=parts.hostname,
         port=port,
@@ -279,7 +295,7 @@ class ClickHouseResource(dg.ConfigurableResource):
         return self.data_dir().with_name("clickhouse.lock")
 
     def target_database(self) -> str:
-        return self.server().database if self.url else self.database
+        return self.server().database if self.url else checked_database(self.database)
 
     def describe(self) -> str:
         """Where the data is, without secrets (for logs and metadata)."""
@@ -377,7 +393,7 @@ class ClickHouseResource(dg.ConfigurableResource):
         client = self._open_embedded()
         try:
             # a fresh engine has only `default`; a server's database is provisioned by its owner
-            client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{checked_database(self.database)}`")
             client.database = self.database
         except BaseException:
             client.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import mimetypes
+import re
 import smtplib
 import ssl
 from collections.abc import Iterable, Sequence
@@ -82,12 +83,21 @@ class SentMail:
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
+ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
+
+
 def split_addresses(value: str | Iterable[str] | None) -> list[str]:
-    """`"a@x, b@y"` or a list -> `["a@x", "b@y"]` (blanks dropped)."""
+    """`"a@x, b@y"` or a list -> `["a@x", "b@y"]` (blanks dropped). Anything that is not a
+    bare address (a line break that would start a header, a name, a quote) is an error."""
     if value is None:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
-    return [item.strip() for item in items if item and item.strip()]
+    addresses = [item.strip() for item in items if item and item.strip()]
+    for address in addresses:
+        if len(address) > 254 or not ADDRESS.fullmatch(address):
+            shown = address if len(address) <= 40 else address[:40] + "..."
+            raise ValueError(f"not an e-mail address (user@domain): {shown!r}")
+    return addresses
 
 
 def build_message(

@@ -105,6 +105,36 @@ def partition_key(
     return f"{dataset}/date={shown}/part-{part}.{ext.lstrip('.')}"
 
 
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9!_.*'()=+-]+")
+
+
+def checked_bucket(name: str) -> str:
+    """S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens."""
+    if not BUCKET_NAME.fullmatch(name) or ".." in name:
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ValueError(
+            f"SIGNALBOX_S3_BUCKET must be an S3 bucket name (3-63 lowercase letters, digits, "
+            f"'.' and '-'), got {shown!r}"
+        )
+    return name
+
+
+def checked_prefix(prefix: str) -> str:
+    """A key prefix of plain segments: no `.` or `..` (a file-backed server would leave its
+    folder), no control characters, nothing that needs escaping in a URL."""
+    segments = [s for s in prefix.strip("/").split("/") if s] if prefix else []
+    if len(prefix) > 256 or any(
+        s in (".", "..") or not PREFIX_SEGMENT.fullmatch(s) for s in segments
+    ):
+        shown = prefix if len(prefix) <= 40 else prefix[:40] + "..."
+        raise ValueError(
+            "SIGNALBOX_S3_PREFIX must be '/'-separated segments of letters, digits and "
+            f"!_.*'()=+- (no '.' or '..' segment, at most 256 characters), got {shown!r}"
+        )
+    return prefix
+
+
 class ObjectStoreResource(dg.ConfigurableResource):
     """One bucket (and key prefix) in S3 or an S3-compatible server.
 
@@ -182,7 +212,8 @@ class ObjectStoreResource(dg.ConfigurableResource):
         """The key in the bucket: prefix + key."""
         if not key or key.startswith("/"):
             raise ValueError(f"object key must be non-empty and relative, got {key!r}")
-        prefix = self.prefix.strip("/")
+        prefix = checked_prefix(self.prefix).strip("/")
+        checked_bucket(self.bucket)
         return f"{prefix}/{key}" if prefix else key
 
     def url(self, key: str) -> str:
@@ -199,6 +230,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (idempotent)."""
+        checked_bucket(self.bucket)
         client = self.client()
         where = f"s3://{self.bucket}"
         try:

@@ -208,3 +208,26 @@ def random_delays(seed: int, count: int, longest: float) -> list[float]:
     """Kill moments for the random drills, reproducible from the seed."""
     rng = random.Random(seed)
     return [round(rng.uniform(0.05, longest), 3) for _ in range(count)]
+
+
+def plan(
+    points: list[KillPoint], *, seed: int, random_kills: int, longest: float
+) -> list[tuple[KillPoint | None, float | None]]:
+    """The chosen kill points, then `random_kills` runs killed after a random delay."""
+    chosen: list[tuple[KillPoint | None, float | None]] = [(point, None) for point in points]
+    return chosen + [(None, delay) for delay in random_delays(seed, random_kills, longest)]
+
+
+def tally(score: DrillScore, point: KillPoint | None, outcome: Outcome) -> None:
+    """Count a run of the plan: a chosen point must have killed it; a random delay may
+    have come after the run ended, and then the run must have succeeded."""
+    score.runs += 1
+    score.seconds += outcome.seconds
+    if point is not None:
+        assert outcome.killed, f"the run was never killed {point}: {outcome}"
+        score.kill_points += 1
+        score.points.append(str(point))
+    elif outcome.killed:
+        score.random_kills += 1
+    else:
+        assert outcome.succeeded, outcome.error

@@ -106,24 +106,14 @@ def test_the_complaints_pull_survives_sigkill_anywhere(sim, warehouse):
         },
     }
     score = DrillScore("complaints")
-    plan = [(point, None) for point in POINTS]
-    plan += [(None, delay) for delay in drill.random_delays(seed=2, count=4, longest=1.5)]
+    plan = drill.plan(POINTS, seed=2, random_kills=4, longest=1.5)
     for point, delay in plan:
         sim.advance(timedelta(hours=6))  # complaints keep being published, late ones too
         reconcile = point is not None and "reconcile" in point.note
         outcome = drill.run(
             RUNNER, {**settings, "reconcile": reconcile}, kill=point, kill_after=delay
         )
-        score.runs += 1
-        score.seconds += outcome.seconds
-        if point is not None:
-            assert outcome.killed, f"the run was never killed {point}: {outcome}"
-            score.kill_points += 1
-            score.points.append(str(point))
-        elif outcome.killed:
-            score.random_kills += 1
-        else:
-            assert outcome.succeeded, outcome.error
+        drill.tally(score, point, outcome)
         score.watermarks_ahead += watermark_ahead(warehouse, sim)
     # the last run is the scheduled reconcile pass: company responses that came later than
     # the lookback reaches are in the truth too

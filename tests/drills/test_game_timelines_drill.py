@@ -1,9 +1,8 @@
-"""Game timelines: a four-day range re-fetched and killed mid-fetch, with a day's rows replaced but not
-committed, between the parquet write and the warehouse commit, after a day is stored, and
-at random. After every kill each day is whole or absent: the warehouse's rows of a day are
-the count its load recorded (or none), and a recorded day's parquet file is the one that
-load wrote, unless the next run would see it is not and fetch the day again. After the
-last run every day equals the API's truth in both stores, once."""
+"""Game timelines: a four-day range re-fetched and killed mid-fetch, with a day's rows
+replaced but not committed, between the parquet write and the warehouse commit, after a day
+is stored, and at random. After every kill each day is whole or absent: the warehouse's
+rows of a day are the count its load recorded (or none). After the last run every day
+equals the API's truth in both stores, once."""
 
 from __future__ import annotations
 
@@ -132,8 +131,7 @@ def test_the_timelines_backfill_survives_sigkill_anywhere(warehouse, store):
             "env": {k: v for k, v in os.environ.items() if k.startswith("AWS_")},
         }
         score = DrillScore("game_timelines")
-        plan = [(point, None) for point in POINTS]
-        plan += [(None, delay) for delay in drill.random_delays(seed=3, count=4, longest=1.8)]
+        plan = drill.plan(POINTS, seed=3, random_kills=4, longest=1.8)
         for point, delay in plan:
             # the chosen kills re-fetch the whole range (a refetch replaces stored days: a
             # kill must leave the previous version whole); the random ones resume it
@@ -141,16 +139,7 @@ def test_the_timelines_backfill_survives_sigkill_anywhere(warehouse, store):
             outcome = drill.run(
                 RUNNER, {**settings, "refetch": refetch}, kill=point, kill_after=delay
             )
-            score.runs += 1
-            score.seconds += outcome.seconds
-            if point is not None:
-                assert outcome.killed, f"the run was never killed {point}: {outcome}"
-                score.kill_points += 1
-                score.points.append(str(point))
-            elif outcome.killed:
-                score.random_kills += 1
-            else:
-                assert outcome.succeeded, outcome.error
+            drill.tally(score, point, outcome)
             score.partial_partitions += partial_days(warehouse)
         final = drill.run(RUNNER, {**settings, "refetch": False})
         assert final.succeeded, final.error

@@ -95,21 +95,11 @@ def test_the_mailbox_crawl_survives_sigkill_anywhere(sim, warehouse):
         },
     }
     score = DrillScore("mailbox")
-    plan = [(point, None) for point in POINTS]
-    plan += [(None, delay) for delay in drill.random_delays(seed=1, count=4, longest=1.5)]
+    plan = drill.plan(POINTS, seed=1, random_kills=4, longest=1.5)
     for point, delay in plan:
         sim.advance(timedelta(minutes=20))  # the source keeps changing between runs
         outcome = drill.run(RUNNER, settings, kill=point, kill_after=delay)
-        score.runs += 1
-        score.seconds += outcome.seconds
-        if point is not None:
-            assert outcome.killed, f"the run was never killed {point}: {outcome}"
-            score.kill_points += 1
-            score.points.append(str(point))
-        elif outcome.killed:
-            score.random_kills += 1
-        else:
-            assert outcome.succeeded, outcome.error
+        drill.tally(score, point, outcome)
         score.watermarks_ahead += watermark_ahead(warehouse, sim)
     # a run that is not killed ends the drill: the warehouse is the API's truth
     sim.advance(timedelta(minutes=20))

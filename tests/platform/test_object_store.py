@@ -113,11 +113,11 @@ def test_partition_keys_are_hive_style():
 
 
 def test_urls_and_keys_sit_under_the_prefix():
-    store = ObjectStoreResource(bucket="b", prefix="/raw/games/")
+    store = ObjectStoreResource(bucket="bkt", prefix="/raw/games/")
     key = store.partition_key("timelines", date(2024, 3, 5))
     assert store.full_key(key) == "raw/games/timelines/date=2024-03-05/part-0.parquet"
-    assert store.url(key) == "s3://b/raw/games/timelines/date=2024-03-05/part-0.parquet"
-    assert ObjectStoreResource(bucket="b").url("a/b.json") == "s3://b/a/b.json"
+    assert store.url(key) == "s3://bkt/raw/games/timelines/date=2024-03-05/part-0.parquet"
+    assert ObjectStoreResource(bucket="bkt").url("a/b.json") == "s3://bkt/a/b.json"
     with pytest.raises(ValueError):
         store.full_key("/absolute")
 

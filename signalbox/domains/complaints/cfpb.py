@@ -371,7 +371,13 @@ class CfpbResource(HttpApiResource):
         return cls(**{**fields, **overrides})
 
     def backfill_start_date(self) -> date | None:
-        return date.fromisoformat(self.backfill_start) if self.backfill_start else None
+        if not self.backfill_start:
+            return None
+        try:
+            return date.fromisoformat(self.backfill_start)
+        except ValueError:
+            shown = self.backfill_start[:40]
+            raise ValueError(f"CFPB_BACKFILL_START must be YYYY-MM-DD, got {shown!r}") from None
 
     def http_client(self, logger=None, *, retry: RetryPolicy | None = None) -> HttpClient:
         return HttpClient(

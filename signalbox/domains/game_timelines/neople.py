@@ -134,6 +134,9 @@ class Character:
         return f"{self.server_id}:{self.character_id}{name}"
 
 
+MAX_NAME_LENGTH = 64  # ids are 32 hex digits; the game's names are far shorter
+
+
 def parse_characters(text: str) -> list[CharacterRef]:
     """`serverId:characterId` or `serverId:characterName` items, separated by commas or
     new lines, e.g. `cain:6a1f...e2,siroco:붉은여우`. A 32-character lowercase hex value is
@@ -147,10 +150,16 @@ def parse_characters(text: str) -> list[CharacterRef]:
             continue
         server_id, sep, value = item.partition(":")
         server_id, value = server_id.strip().lower(), value.strip()
+        shown = item if len(item) <= 60 else item[:60] + "..."
         if not sep or not value or not _SERVER_ID_RE.match(server_id):
             raise ValueError(
-                f"NEOPLE_CHARACTERS: {item!r} is not `serverId:characterId` or "
+                f"NEOPLE_CHARACTERS: {shown!r} is not `serverId:characterId` or "
                 "`serverId:characterName` (e.g. `cain:검은달빛`)"
+            )
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"NEOPLE_CHARACTERS: {shown!r}: a character name or id is at most "
+                f"{MAX_NAME_LENGTH} characters"
             )
         if (server_id, value) in seen:
             raise ValueError(f"NEOPLE_CHARACTERS: {item!r} is listed twice")

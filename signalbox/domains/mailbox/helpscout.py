@@ -226,7 +226,13 @@ class HelpScoutResource(HttpApiResource):
         )
 
     def backfill_start_at(self) -> datetime:
-        start = datetime.fromisoformat(self.backfill_start)
+        try:
+            start = datetime.fromisoformat(self.backfill_start)
+        except ValueError:
+            shown = self.backfill_start[:40]
+            raise ValueError(
+                f"HELPSCOUT_BACKFILL_START must be a day or an ISO time, got {shown!r}"
+            ) from None
         return start if start.tzinfo else start.replace(tzinfo=UTC)
 
     def client(self, logger=None) -> HelpScoutClient:
