@@ -97,7 +97,9 @@ class TicketProcessor:
 
     def run(self, *, max_batches: int | None = None, idle_exit: float | None = None) -> None:
         """Consume until `stop()` (or `max_batches` batches, or `idle_exit` seconds with no
-        message since the last batch or assignment: for tests and benchmarks)."""
+        message since the last batch or assignment: for tests and benchmarks). Before the
+        first assignment the wait is longer by three session timeouts: after a crash the
+        group waits that long for the dead member before it hands out its partitions."""
         from confluent_kafka import KafkaError as RdKafkaError
 
         stream = self.stream
@@ -115,10 +117,11 @@ class TicketProcessor:
         dead_letter_producer = self.kafka.producer()
 
         idle_since = time.monotonic()
+        first_assignment = 3 * stream.session_timeout_ms / 1000  # extra wait until then
 
         def assigned(consumer, partitions) -> None:
-            nonlocal idle_since
-            idle_since = time.monotonic()  # idle is counted from a (re)assignment on
+            nonlocal idle_since, first_assignment
+            idle_since, first_assignment = time.monotonic(), 0.0  # idle counts from here
             for tp in partitions:  # a partition (re)gained starts at its committed offset
                 self._next_offset.pop(tp.partition, None)
 
@@ -132,7 +135,8 @@ class TicketProcessor:
                         log.warning("tickets: consumer error: %s", message.error())
                 messages = self._unseen([m for m in messages if not m.error()])
                 if not messages:
-                    if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
+                    waited = time.monotonic() - idle_since
+                    if idle_exit is not None and waited > idle_exit + first_assignment:
                         break
                     continue
                 idle_since = time.monotonic()
