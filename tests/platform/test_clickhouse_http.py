@@ -123,3 +123,35 @@ def test_stop_leaves_no_process(tmp_path: Path):
         pid = server._process.pid
         assert psutil.pid_exists(pid)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_insert_whose_client_dies_mid_body_inserts_nothing(
+    clickhouse_server, server_resource, framing
+):
+    """A client killed while sending an INSERT leaves a short body: none of it may run."""
+    import base64
+    import socket
+    import time
+
+    table = f"cut_{framing.replace('-', '_')}"
+    server_resource.command(f"CREATE TABLE {table} (n UInt32) ENGINE = MergeTree ORDER BY n")
+    rows = b"".join(b"%d\n" % n for n in range(10_000))
+    query = f"INSERT INTO {DATABASE}.{table} FORMAT TSV".replace(" ", "%20")
+    auth = base64.b64encode(f"{clickhouse_server.user}:{clickhouse_server.password}".encode())
+    head = (
+        f"POST /?query={query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Basic {auth.decode()}\r\n"
+    )
+    if framing == "chunked":
+        sent = head.encode() + b"Transfer-Encoding: chunked\r\n\r\n"
+        sent += b"%x\r\n" % len(rows) + rows[: len(rows) // 2]
+    else:
+        sent = head.encode() + b"Content-Length: %d\r\n\r\n" % len(rows) + rows[: len(rows) // 2]
+    with socket.create_connection(("127.0.0.1", clickhouse_server.port), timeout=5) as sock:
+        sock.sendall(sent)  # and the client is gone
+    time.sleep(0.5)
+    assert server_resource.scalar(f"SELECT count() FROM {table}") == 0
+    # the server still serves, and a whole insert goes in
+    server_resource.command(f"INSERT INTO {table} SELECT number FROM numbers(10)")
+    assert server_resource.scalar(f"SELECT count() FROM {table}") == 10

@@ -202,7 +202,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except _CutOff as cut:  # nobody is left to answer; nothing of it is run
+            self.log_message("request dropped: %s", cut)
+            self.close_connection = True
+            return
         if url.path.rstrip("/") in ("/ping", ""):
             if url.path.rstrip("/") == "/ping" or (not url.query and not body):
                 self._send(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
@@ -295,18 +300,28 @@ class Handler(BaseHTTPRequestHandler):
         return {"X-ClickHouse-Summary": json.dumps(summary)}
 
     def _read_body(self) -> bytes:
+        """The whole body, or `_CutOff` when the client went away before sending all of it
+        (a killed client's half of an INSERT must never run)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line.endswith(b"\n"):
+                    raise _CutOff("the body ended before its last chunk")
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
+                chunk = self.rfile.read(size)
+                if len(chunk) < size or not self.rfile.readline().endswith(b"\n"):
+                    raise _CutOff("the body ended inside a chunk")
+                chunks.append(chunk)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise _CutOff(f"the body ended after {len(body)} of {length} bytes")
+        return body
 
     def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -317,6 +332,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+class _CutOff(Exception):
+    """The client's request body ended early: it died or hung up mid-request."""
 
 
 class ClickHouseHttpServer(ThreadingHTTPServer):
