@@ -433,11 +433,14 @@ def provision_database(server: EmbeddedClickHouseServer, database: str | None = 
     signalbox connects."""
     import clickhouse_connect
 
+    from signalbox.platform.clickhouse import checked_database
+
+    name = checked_database(database or server.database, "the database name")
     admin = clickhouse_connect.get_client(
         host="127.0.0.1", port=server.port, username=server.user, password=server.password
     )
     try:
-        admin.command(f"CREATE DATABASE IF NOT EXISTS `{database or server.database}`")
+        admin.command(f"CREATE DATABASE IF NOT EXISTS `{name}`")
     finally:
         admin.close()
 
