@@ -99,6 +99,31 @@ def env_for() -> Callable[..., dict[str, str]]:
 
 
 @pytest.fixture
+def demo_with_ui(run_cli) -> Callable[[], tuple[CliRun, int]]:
+    """`signalbox demo` with its UI on a free port, on a week of the APIs' history, stopped
+    with SIGTERM (as `docker stop` or a process manager stops it); once the UI answers."""
+    from datetime import UTC, datetime, timedelta
+
+    from signalbox.platform.embedded.ports import free_port
+
+    def start() -> tuple[CliRun, int]:
+        port = free_port()
+        week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+        demo = run_cli(
+            "demo",
+            "--port",
+            str(port),
+            stop_signal=signal.SIGTERM,
+            HELPSCOUT_BACKFILL_START=week_ago,
+            CFPB_BACKFILL_START=week_ago,
+        )
+        demo.wait_for(f"Dagster UI: http://127.0.0.1:{port}", timeout=900)
+        return demo, port
+
+    return start
+
+
+@pytest.fixture
 def processes_of() -> Callable[[str], list[psutil.Process]]:
     """The processes a CLI run on that SIGNALBOX_HOME started."""
     return started_by

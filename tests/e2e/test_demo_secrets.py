@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import signal
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from signalbox.platform.embedded.ports import free_port
 from signalbox.platform.settings import DBT_ROOT
 
 CREDENTIALS = (
@@ -87,18 +84,8 @@ def files_holding(root: Path, secrets: dict[str, str], skip: tuple[str, ...] = (
 
 
 @pytest.mark.slow
-def test_no_secret_leaks_and_nothing_listens_beyond_loopback(run_cli, processes_of):
-    port = free_port()
-    week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
-    demo = run_cli(
-        "demo",
-        "--port",
-        str(port),
-        stop_signal=signal.SIGTERM,
-        HELPSCOUT_BACKFILL_START=week_ago,
-        CFPB_BACKFILL_START=week_ago,
-    )
-    demo.wait_for(f"Dagster UI: http://127.0.0.1:{port}", timeout=900)
+def test_no_secret_leaks_and_nothing_listens_beyond_loopback(demo_with_ui, processes_of):
+    demo, port = demo_with_ui()
     home = demo.home
     exported = json.loads((home / "local-stack.json").read_text())["variables"]
     secrets = {name: exported[name] for name in CREDENTIALS}

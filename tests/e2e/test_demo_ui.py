@@ -4,17 +4,13 @@ staging -> marts and the materializations; Ctrl-C then stops everything (see con
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-
-from signalbox.platform.embedded.ports import free_port
 
 GRAPH = """{ assetNodes { assetKey { path } dependencyKeys { path } } }"""
 MATERIALIZATIONS = """{ assetsOrError { ... on AssetConnection { nodes {
@@ -38,18 +34,8 @@ def new_tickets(graphql: str) -> int:
 
 
 @pytest.mark.slow
-def test_demo_serves_lineage_and_materializations(run_cli, env_for):
-    port = free_port()
-    week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
-    demo = run_cli(
-        "demo",
-        "--port",
-        str(port),
-        stop_signal=signal.SIGTERM,  # as `docker stop` or a process manager stops it
-        HELPSCOUT_BACKFILL_START=week_ago,
-        CFPB_BACKFILL_START=week_ago,
-    )
-    demo.wait_for(f"Dagster UI: http://127.0.0.1:{port}", timeout=900)
+def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for):
+    demo, port = demo_with_ui()
     graphql = f"http://127.0.0.1:{port}/graphql"
 
     nodes = requests.post(graphql, json={"query": GRAPH}, timeout=30).json()["data"]
