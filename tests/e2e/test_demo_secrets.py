@@ -50,22 +50,24 @@ ASSETS = """{ assetsOrError { ... on AssetConnection { nodes { key { path }
         ... on UrlMetadataEntry { url } ... on JsonMetadataEntry { jsonString } } } } } } }"""
 
 
-def non_loopback_listeners(processes: list[psutil.Process]) -> list[str]:
-    """Sockets of the demo's processes bound to an address other than loopback."""
+def sockets_of(processes: list[psutil.Process]) -> list[tuple[psutil.Process, object]]:
+    """Every inet socket of the processes still alive (a run's worker may just have ended)."""
     found = []
     for process in processes:
         try:
-            sockets = process.net_connections(kind="inet")
+            found += [(process, sock) for sock in process.net_connections(kind="inet")]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        for sock in sockets:
-            listening = sock.status == psutil.CONN_LISTEN or (
-                sock.type == 2 and not sock.raddr  # a bound UDP socket
-            )
-            if listening and not ipaddress.ip_address(sock.laddr.ip).is_loopback:
-                found.append(
-                    f"{process.name()} ({process.pid}) on {sock.laddr.ip}:{sock.laddr.port}"
-                )
+    return found
+
+
+def non_loopback_listeners(sockets: list[tuple[psutil.Process, object]]) -> list[str]:
+    """Sockets bound to an address other than loopback, listening or bound for UDP."""
+    found = []
+    for process, sock in sockets:
+        listening = sock.status == psutil.CONN_LISTEN or (sock.type == 2 and not sock.raddr)
+        if listening and not ipaddress.ip_address(sock.laddr.ip).is_loopback:
+            found.append(f"{process.pid} on {sock.laddr.ip}:{sock.laddr.port}")
     return found
 
 
@@ -96,13 +98,10 @@ def test_no_secret_leaks_and_nothing_listens_beyond_loopback(demo_with_ui, proce
         assert (home / store).stat().st_mode & 0o777 == 0o600
 
     # every socket the demo's processes opened listens on loopback only
-    processes = processes_of(str(home))
-    assert non_loopback_listeners(processes) == []
-    listening = [
-        s for p in processes for s in p.net_connections(kind="inet")
-        if s.status == psutil.CONN_LISTEN
-    ]  # fmt: skip
-    assert len(listening) >= 8  # UI, engines, simulators: the check looked at something
+    sockets = sockets_of(processes_of(str(home)))
+    assert non_loopback_listeners(sockets) == []
+    # UI, engines, simulators listen: the check looked at something
+    assert sum(1 for _, sock in sockets if sock.status == psutil.CONN_LISTEN) >= 8
 
     # the UI's answers: runs (config, tags), every event of every run, the assets' metadata
     graphql = f"http://127.0.0.1:{port}/graphql"
