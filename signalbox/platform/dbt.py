@@ -94,6 +94,30 @@ def prepare(project: DbtProject) -> None:
         stamp.write_text(fingerprint)
 
 
+INVOCATIONS_KEPT = 20  # recent runs' dbt artefacts (run_results, logs) to look at
+
+
+def prune_invocations(invocation: Any, keep: int = INVOCATIONS_KEPT) -> list[Path]:
+    """dagster-dbt gives every invocation a folder of its own, `target/<op>-<run>-<id>`, and
+    nothing removes them (226 folders, 767 MB in a day of tests): keep the newest `keep` of
+    this op's folders, remove the others. Called after a build; concurrent builds are few
+    (the run queue) and always among the newest."""
+    folder = Path(invocation.target_path)
+    if not folder.is_absolute():
+        folder = Path(invocation.project_dir) / folder
+    op = folder.name.rsplit("-", 2)[0]
+    ours = [
+        path
+        for path in folder.parent.glob(f"{op}-*-*")
+        if path.is_dir() and path.name.rsplit("-", 2)[0] == op
+    ]
+    ours.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+    removed = ours[keep:]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
 def _project(name: str) -> DbtProject:
     """A dbt project under dbt_project/ (its profiles.yml beside it); `packaged_project_dir`
     is where `dagster-dbt project prepare-and-package` copies it into the wheel."""
@@ -191,6 +215,7 @@ def warehouse_models(group: str) -> dg.AssetsDefinition:
         with invocation_environ(warehouse.dbt_env()):
             build = warehouse_dbt.cli(["build"], context=context)
         yield from build.stream().fetch_row_counts()
+        prune_invocations(build)
 
     return _models
 

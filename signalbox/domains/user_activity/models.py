@@ -19,6 +19,7 @@ from signalbox.platform.dbt import (
     activity_project,
     invocation_environ,
     model_key,
+    prune_invocations,
 )
 
 
@@ -49,6 +50,7 @@ def activity_dbt_models(
         with invocation_environ(env):
             build = activity_dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
         yield from build.stream()
+    prune_invocations(build)
 
 
 ACTIVITY_METRICS_15MIN = model_key(activity_dbt_models, "activity_metrics_15min")
