@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SPARK_STAMP := $(VENV)/.spark-stamp
+BROWSER_STAMP := $(VENV)/.browser-stamp
 BENCH ?=
 
 .PHONY: demo test test-fast drill bench lint format docs wheel constraints clean
@@ -22,11 +23,20 @@ $(SPARK_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[spark]'
 	touch $(SPARK_STAMP)
 
+# headless Chromium for the browser tests (tests/browser): Debian's package, installed as
+# root when missing; otherwise those tests say how and are skipped (CI=true: they fail)
+$(BROWSER_STAMP):
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+	  echo "no chromium: the browser tests will be skipped (apt-get install chromium)"
+	mkdir -p $(VENV) && touch $(BROWSER_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/signalbox demo
 
 # two workers (one per core): most tests wait on engines, dbt and servers, not the CPU
-test: $(STAMP) $(SPARK_STAMP) lint
+test: $(STAMP) $(SPARK_STAMP) $(BROWSER_STAMP) lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # the crash drills alone (they run in `make test` too): each domain's run killed with SIGKILL

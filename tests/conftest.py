@@ -29,6 +29,7 @@ ENGINE_FIXTURES = frozenset(
      "moto_url", "s3_url", "code_location", "kafka_bootstrap", "clickhouse_server",
      "clickhouse_server_database"}
 )  # fmt: skip
+pytest_plugins = ["browsing"]  # the `browser` and `checked_page` fixtures, for any test
 TIERS = ("unit", "integration", "e2e")
 # A test that injects a fault into our code says so in its name (or is a drill): the
 # score counts them. The simulators' own tests of their fault switches are not counted.

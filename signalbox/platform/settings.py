@@ -41,8 +41,16 @@ def signalbox_home() -> Path:
 
 
 def dagster_home() -> Path:
+    """The local Dagster instance's home, with telemetry off unless its own dagster.yaml
+    says otherwise (with it on, the UI loads a script from dagster.io: nothing of the local
+    stack may reach outside this machine)."""
     path = signalbox_home() / "dagster"
     path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text(
+            "# the local instance: nothing leaves this machine\ntelemetry:\n  enabled: false\n"
+        )
     return path
 
 

@@ -34,8 +34,9 @@ def new_tickets(graphql: str) -> int:
 
 
 @pytest.mark.slow
-def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for):
+def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked_page):
     demo, port = demo_with_ui()
+    look_at_the_ui(checked_page, f"http://127.0.0.1:{port}")
     graphql = f"http://127.0.0.1:{port}/graphql"
 
     nodes = requests.post(graphql, json={"query": GRAPH}, timeout=30).json()["data"]
@@ -94,3 +95,22 @@ def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for):
             break
         assert time.monotonic() < deadline, page[-3000:]
         time.sleep(5)
+
+
+def look_at_the_ui(checked, base: str) -> None:
+    """The UI in a browser: the global lineage with every domain's group, and an asset's
+    page with its latest materialization and its checks."""
+    page = checked.page
+    requests.post(f"{base}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30)
+    page.goto(f"{base}/asset-groups", wait_until="networkidle")
+    for group in ("mailbox", "game_timelines", "complaints", "user_activity", "tickets"):
+        page.wait_for_selector(f"text={group}", timeout=60_000)
+    checked.screenshot("-lineage")
+    page.goto(f"{base}/assets/raw/helpscout_conversations", wait_until="networkidle")
+    page.wait_for_selector("text=Latest materialization", timeout=60_000)
+    checked.screenshot("-asset")
+    page.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
+    page.locator("text=helpscout_conversations_match_api >> visible=true").first.wait_for(
+        timeout=60_000
+    )
+    checked.screenshot("-checks")

@@ -1,0 +1,86 @@
+"""A pytest plugin (tests/conftest.py loads it): pages a person looks at, in headless
+Chromium driven by Playwright (the system's
+Chromium: `make test` installs Debian's package as root). Every page is screenshotted under
+build/screenshots/, and a page with an uncaught JavaScript error, a failed request or an
+HTTP error fails its test. Without Chromium the tests are skipped with how to install it,
+once; in CI (CI=true) that is an error instead."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+SCREENSHOTS = Path("build/screenshots")
+INSTALL_HINT = "headless Chromium is missing: `apt-get install chromium` (make test does, as root)"
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    executable = chromium()
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium refuses root otherwise
+        launched = playwright.chromium.launch(executable_path=executable, args=args)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class CheckedPage:
+    """A page that records what went wrong on it: uncaught errors, failed requests, HTTP
+    errors; `screenshot()` keeps what it showed."""
+
+    page: object
+    name: str
+    problems: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern] = field(default_factory=list)
+
+    def allow(self, pattern: str, why: str) -> None:
+        """A known defect of a page we do not own (`why` says which), matched by regex."""
+        assert why
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [p for p in self.problems if not any(a.search(p) for a in self.allowed)]
+
+    def screenshot(self, suffix: str = "") -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{self.name}{suffix}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def checked_page(browser, request) -> Iterator[CheckedPage]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    checked = CheckedPage(page, name)
+    page.on("pageerror", lambda error: checked.problems.append(f"uncaught: {error}"))
+    page.on(
+        "requestfailed",
+        lambda r: checked.problems.append(f"request failed: {r.url} ({r.failure})"),
+    )
+    page.on(
+        "response",
+        lambda r: r.status >= 400 and checked.problems.append(f"HTTP {r.status}: {r.url}"),
+    )
+    yield checked
+    checked.screenshot()
+    context.close()
+    assert checked.unexpected() == []
