@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-SCREENSHOTS = Path("build/screenshots")
+# beside the checkout's build output, whatever the working directory (a test may change it)
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
 INSTALL_HINT = "headless Chromium is missing: `apt-get install chromium` (make test does, as root)"
 
 

@@ -102,7 +102,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         )
 
 
-DRILL_SCORE_DIR = Path("build/drill")  # score.json: the last session's crash drill score
+# score.json: the last session's crash drill score (absolute: a test may change the cwd)
+DRILL_SCORE_DIR = Path(__file__).resolve().parents[1] / "build" / "drill"
 
 
 def pytest_configure(config: pytest.Config) -> None:
