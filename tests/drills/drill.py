@@ -218,6 +218,12 @@ def plan(
     return chosen + [(None, delay) for delay in random_delays(seed, random_kills, longest)]
 
 
+def rows_lost(have: dict, want: dict) -> int:
+    """Records of the source's truth (by key) missing from the store, or stored with other
+    content: what a re-run failed to bring back."""
+    return sum(1 for key, record in want.items() if have.get(key, object()) != record)
+
+
 def tally(score: DrillScore, point: KillPoint | None, outcome: Outcome) -> None:
     """Count a run of the plan: a chosen point must have killed it; a random delay may
     have come after the run ended, and then the run must have succeeded."""

@@ -120,27 +120,7 @@ def test_the_complaints_pull_survives_sigkill_anywhere(sim, warehouse):
     final = drill.run(RUNNER, {**settings, "reconcile": True})
     assert final.succeeded, final.error
     have, want = stored(warehouse), truth(sim)
-    print(
-        "missing",
-        len(set(want) - set(have)),
-        "stale",
-        [
-            (
-                cid,
-                have[cid]["date_received"],
-                {
-                    k: (have[cid].get(k), want[cid].get(k))
-                    for k in want[cid]
-                    if have[cid].get(k) != want[cid].get(k)
-                },
-            )
-            for cid in want
-            if cid in have and have[cid] != want[cid]
-        ],
-    )
-    score.rows_lost = len(set(want) - set(have)) + sum(
-        1 for cid in want if cid in have and have[cid] != want[cid]
-    )
+    score.rows_lost = drill.rows_lost(have, want)
     score.duplicates = warehouse.scalar(
         f"SELECT count(*) - count(DISTINCT complaint_id) FROM {COMPLAINTS.name}"
     )

@@ -106,9 +106,7 @@ def test_the_mailbox_crawl_survives_sigkill_anywhere(sim, warehouse):
     final = drill.run(RUNNER, settings)
     assert final.succeeded, final.error
     have, want = stored(warehouse), truth(sim)
-    score.rows_lost = len(set(want) - set(have)) + sum(
-        1 for cid in want if cid in have and have[cid] != want[cid]
-    )
+    score.rows_lost = drill.rows_lost(have, want)
     score.duplicates = warehouse.scalar(
         f"SELECT count(*) - count(DISTINCT id) FROM {CONVERSATIONS.name}"
     )
