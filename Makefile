@@ -6,9 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SPARK_STAMP := $(VENV)/.spark-stamp
 BROWSER_STAMP := $(VENV)/.browser-stamp
+# Apache Superset (`signalbox bi`) in a virtualenv of its own: it cannot share Dagster's pins
+BI_VENV := .venv-bi
+BI_STAMP := $(BI_VENV)/.installed-stamp
 BENCH ?=
 
-.PHONY: demo test test-fast drill bench lint format docs wheel constraints clean
+.PHONY: demo demo-bi bi-install bi-constraints test test-fast drill bench lint format docs wheel constraints clean
 
 $(STAMP): pyproject.toml plugins/dbt-chdb/pyproject.toml plugins/dbt-chdb/dbt/adapters/chdb/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +38,26 @@ $(BROWSER_STAMP):
 demo: $(STAMP)
 	$(BIN)/signalbox demo
 
+# the demo with the dashboards: Superset beside the Dagster UI (`signalbox demo --bi`)
+demo-bi: $(STAMP) $(BI_STAMP)
+	$(BIN)/signalbox demo --bi
+
+bi-install: $(BI_STAMP)
+
+$(BI_STAMP): deploy/bi-requirements.txt deploy/bi-constraints.txt
+	test -x $(BI_VENV)/bin/python || $(PYTHON) -m venv $(BI_VENV)
+	$(BI_VENV)/bin/python -m pip install --quiet -r deploy/bi-requirements.txt -c deploy/bi-constraints.txt
+	touch $(BI_STAMP)
+
+# deploy/bi-constraints.txt: deploy/bi-requirements.txt installed alone, frozen
+bi-constraints:
+	rm -rf build/bi-venv && $(PYTHON) -m venv build/bi-venv
+	build/bi-venv/bin/pip install --quiet -r deploy/bi-requirements.txt
+	{ sed -n '/^#/p' deploy/bi-constraints.txt; build/bi-venv/bin/pip freeze; } > deploy/bi-constraints.new
+	mv deploy/bi-constraints.new deploy/bi-constraints.txt && rm -rf build/bi-venv
+
 # two workers (one per core): most tests wait on engines, dbt and servers, not the CPU
-test: $(STAMP) $(SPARK_STAMP) $(BROWSER_STAMP) lint
+test: $(STAMP) $(SPARK_STAMP) $(BROWSER_STAMP) $(BI_STAMP) lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # the crash drills alone (they run in `make test` too): each domain's run killed with SIGKILL

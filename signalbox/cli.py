@@ -2,7 +2,9 @@
 
 signalbox demo          start the local stack, materialize everything once, serve the UI
 signalbox demo --once   the same without the UI: print a status table, exit 1 on failure
+signalbox demo --bi     the same with the dashboards (Superset) beside the UI
 signalbox docs          generate the dbt docs and serve them on 127.0.0.1:8080
+signalbox bi            the dashboards (Superset) on 127.0.0.1:8088, on the warehouse's marts
 signalbox tickets produce [--count N] [--rate N]   send tickets to the stream
 signalbox tickets process                          route and aggregate them until stopped
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from signalbox.bi import BiError
 from signalbox.domains.tickets import commands as tickets
 from signalbox.platform.settings import PROJECT_ROOT
 from signalbox.stack import local_stack
@@ -35,8 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="materialize the asset graph on the local stack")
     demo.add_argument("--once", action="store_true", help="no UI: print statuses and exit")
     demo.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    demo.add_argument("--bi", action="store_true", help="serve the dashboards (Superset) too")
+    demo.add_argument("--bi-port", type=int, default=8088, help="Superset port (default 8088)")
     docs = commands.add_parser("docs", help="generate and serve the dbt docs")
     docs.add_argument("--port", type=int, default=8080)
+    bi = commands.add_parser("bi", help="serve the dashboards (Superset) on the marts")
+    bi.add_argument("--port", type=int, default=8088, help="Superset port (default 8088)")
+    bi.add_argument("--reset-password", action="store_true", help="print a new admin password")
     tickets.add_commands(commands)
     args = parser.parse_args(argv)
     stop_on_signals()
@@ -44,9 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tickets":
             return tickets.run(args)
         if args.command == "demo":
-            return run_demo(once=args.once, port=args.port)
+            return run_demo(once=args.once, port=args.port, bi=args.bi_port if args.bi else None)
         if args.command == "docs":
             return run_docs(port=args.port)
+        if args.command == "bi":
+            return run_bi(port=args.port, reset_password=args.reset_password)
+    except BiError as error:
+        print(f"signalbox {args.command}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as stopped:
         print(f"\nstopped ({stopped or 'SIGINT'}); everything it started is stopped")
         return 130
@@ -71,16 +84,26 @@ def stop_on_signals() -> None:
 # --------------------------------------------------------------------------- demo
 
 
-def run_demo(once: bool, port: int = 3000) -> int:
+def run_demo(once: bool, port: int = 3000, bi: int | None = None) -> int:
+    """The local stack, every asset materialized once, then the UI (and with `bi`, the
+    port of Superset, the dashboards) until Ctrl-C."""
     started = time.monotonic()
-    with local_stack() as stack, tickets.beside_the_demo(stack.home, trickle=not once) as log:
+    with contextlib.ExitStack() as running:
+        stack = running.enter_context(local_stack())
+        log = running.enter_context(tickets.beside_the_demo(stack.home, trickle=not once))
         for name, url in stack.services.items():
             print(f"  {name}: {_shown(url)}")
         print(f"  tickets stream (processor and producer): log {log}")
+        if bi:  # alerts and the report link to the dashboards
+            stack.default(SIGNALBOX_DASHBOARD_URL=f"http://127.0.0.1:{bi}")
         from signalbox.demo import materialize_all
 
         ok = materialize_all(send_alerts_now=once)
         print(f"demo: materialized in {time.monotonic() - started:.0f}s")
+        if bi:
+            from signalbox.bi.superset import running_superset
+
+            running.enter_context(running_superset(os.environ["SIGNALBOX_WAREHOUSE_URL"], bi))
         if once:
             return 0 if ok else 1
         ui = start_ui(port)
@@ -94,6 +117,32 @@ def run_demo(once: bool, port: int = 3000) -> int:
         finally:
             stop_process_group(ui)
     return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------- dashboards
+
+
+def run_bi(port: int = 8088, reset_password: bool = False) -> int:
+    """Superset on the warehouse: a running demo's (attached), a production one
+    (SIGNALBOX_WAREHOUSE_URL), or the local stack's."""
+    from signalbox.bi.superset import Superset, running_superset
+    from signalbox.stack import attach_to_local_stack
+
+    if reset_password:
+        superset = Superset.local(port)
+        superset.prepare()
+        print(f"Superset: log in as admin with the password {superset.reset_password()}")
+        return 0
+    with contextlib.ExitStack() as running:
+        if not attach_to_local_stack() and not os.environ.get("SIGNALBOX_WAREHOUSE_URL"):
+            running.enter_context(local_stack())
+        superset = running.enter_context(
+            running_superset(os.environ["SIGNALBOX_WAREHOUSE_URL"], port)
+        )
+        print("(Ctrl-C stops)")
+        while superset._server and superset._server.poll() is None:
+            time.sleep(1)
+    return 0
 
 
 # --------------------------------------------------------------------------- UI

@@ -7,6 +7,7 @@ once; in CI (CI=true) that is an error instead."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,22 @@ class CheckedPage:
 
     def unexpected(self) -> list[str]:
         return [p for p in self.problems if not any(a.search(p) for a in self.allowed)]
+
+    def timed(self, label: str) -> dict:
+        """Call once the page shows what it is for: its first contentful paint and that
+        moment (ms since navigation), kept in build/screenshots/timings.jsonl."""
+        figures = self.page.evaluate(
+            """() => ({
+                first_contentful_paint_ms: Math.round((performance.getEntriesByType('paint')
+                    .find(e => e.name === 'first-contentful-paint') || {}).startTime || -1),
+                meaningful_ms: Math.round(performance.now()),
+            })"""
+        )
+        figures = {"page": f"{self.name}{label}", **figures}
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        with (SCREENSHOTS / "timings.jsonl").open("a") as out:
+            out.write(json.dumps(figures) + "\n")
+        return figures
 
     def screenshot(self, suffix: str = "") -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -216,7 +216,8 @@ def render_notice(notice: Notice, settings: AlertSettings, now: datetime) -> str
     else:
         lines.append(f"✅ <b>Data again</b> · {local:%d.%m.%Y %H:%M %Z}")
     for reading in notice.readings:
-        href = html_escape(settings.link(reading.asset_key), quote=True)
+        window = (now - timedelta(days=7), now)  # the week up to now, on the dashboard
+        href = html_escape(settings.link(reading.asset_key, window=window), quote=True)
         name = f'<a href="{href}"><b>{html_escape(reading.key)}</b></a>'
         when = reading.last_update
         if notice.kind == "silent":

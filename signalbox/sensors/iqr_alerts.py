@@ -95,8 +95,13 @@ class AlertSettings:
                 ) from exc
         return cls(**fields)
 
-    def link(self, asset_key: dg.AssetKey, check_name: str = "") -> str:
-        return dashboard_link(self.dashboard_url, asset_key, check_name)
+    def link(
+        self,
+        asset_key: dg.AssetKey,
+        checks: str | Sequence[str] = (),
+        window: tuple[datetime, datetime] | None = None,
+    ) -> str:
+        return dashboard_link(self.dashboard_url, asset_key, checks, window)
 
 
 # --------------------------------------------------------------------------- readings
@@ -452,6 +457,7 @@ def render_notice(notice: Notice, settings: AlertSettings) -> str:
     """The HTML text of one message (Telegram's HTML subset; every value escaped)."""
     zone = ZoneInfo(settings.timezone)
     seconds = max(item.reading.bucket_seconds for item in notice.items)
+    bucket = timedelta(seconds=seconds)
     when = _when(notice.bucket_start, seconds, zone)
     lines = []
     if notice.kind == "alert":
@@ -466,7 +472,9 @@ def render_notice(notice: Notice, settings: AlertSettings) -> str:
     footer = []
     for asset_key, rule in rules:
         checks = [i.reading.check_name for i in notice.items if i.reading.asset_key == asset_key]
-        href = html_escape(settings.link(asset_key, checks[0]), quote=True)
+        # the day before the bucket and the bucket itself, on the dashboard
+        window = (notice.bucket_start - timedelta(days=1), notice.bucket_start + 2 * bucket)
+        href = html_escape(settings.link(asset_key, checks, window), quote=True)
         footer.append(
             f'<a href="{href}">{html_escape(asset_key.to_user_string())}</a>'
             + (f" · {html_escape(rule)}" if rule else "")

@@ -33,5 +33,6 @@ def test_an_alert_shows_with_its_chart_loaded(chat, checked_page):
         "img", "images => images.map(i => i.complete && i.naturalWidth > 0)"
     )
     assert loaded == [True]
+    checked_page.timed("")
     width = page.eval_on_selector("img", "i => i.naturalWidth")
     assert width >= 600  # the chart itself, not a placeholder

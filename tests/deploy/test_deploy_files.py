@@ -20,7 +20,7 @@ PACKAGE = PROJECT_ROOT / "signalbox"
 NAME = re.compile(
     r"\b(?:SIGNALBOX|TELEGRAM|HELPSCOUT|NEOPLE|CFPB|AWS|DAGSTER)_[A-Z0-9_]*[A-Z0-9]\b"
 )
-LOCAL_ONLY_CODE = ("simulators", "platform/embedded", "stack.py", "demo.py")
+LOCAL_ONLY_CODE = ("simulators", "platform/embedded", "stack.py", "demo.py", "bi/superset.py")
 # Dagster's own: where the instance lives, and the instance's storage (deploy/dagster.yaml)
 DAGSTER_HOME = "DAGSTER_HOME"
 

@@ -364,13 +364,14 @@ def at_rest(clickhouse: ClickHouseResource, truths: dict) -> dict:
 
 
 def _domain_truth():
-    """The domain tests' own expected figures: `expected_daily_dimensions` (pandas, from
-    the raw rows) of tests/domains/user_activity/test_user_actions.py."""
+    """The domain tests' own expected figures (pandas, from the raw rows):
+    tests/domains/user_activity/test_user_actions.py, its `expected_daily_dimensions` and
+    `own_profiles`."""
     path = Path(__file__).parents[1] / "domains" / "user_activity" / "test_user_actions.py"
     spec = importlib.util.spec_from_file_location("user_activity_expected_figures", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.expected_daily_dimensions
+    return module
 
 
 def world_truth(clickhouse: ClickHouseResource, database: str, seed: int) -> dict:
@@ -385,7 +386,7 @@ def world_truth(clickhouse: ClickHouseResource, database: str, seed: int) -> dic
         landed = source.land(clickhouse, day)
         plan = plan_day(WorldSettings(**WORLD, seed=seed), day)
         assert (landed.feed.rows, landed.messages.rows) == (plan.feed_events, plan.messages)
-    expected_dimensions = _domain_truth()
+    domain = _domain_truth()
     truth = {"raw": stored(clickhouse, database)[0], "models": {}}
     feed = pd.DataFrame(
         clickhouse.query(
@@ -401,16 +402,19 @@ def world_truth(clickhouse: ClickHouseResource, database: str, seed: int) -> dic
         ),
         columns=["day", "user_id", "receiver_id", "time", "os", "gender", "age"],
     )
+    known = None  # each user's latest profile from the days before (the user dimension)
     for day in DAYS:
         day_feed = feed[feed.day == day].drop(columns="day")
         day_messages = messages[messages.day == day].drop(columns="day")
-        figures = day_figures(day, day_feed, day_messages, expected_dimensions)
+        figures = day_figures(day, day_feed, day_messages, domain, known)
+        today = domain.own_profiles(day_feed, day_messages)
+        known = today if known is None else today.combine_first(known)
         for model, rows in figures.items():
             truth["models"][(model, day)] = sorted((tuple(map(_norm, r)) for r in rows), key=repr)
     return truth
 
 
-def day_figures(day: date, feed, messages, expected_dimensions) -> dict[str, list[tuple]]:
+def day_figures(day: date, feed, messages, domain, known) -> dict[str, list[tuple]]:
     """Every model's rows of one day from its raw rows (the seed's definitions, as the
     domain tests state them)."""
     import pandas as pd
@@ -425,10 +429,8 @@ def day_figures(day: date, feed, messages, expected_dimensions) -> dict[str, lis
         .agg(messages_received=("user_id", "size"), users_received=("user_id", "nunique"))
         .rename_axis("user_id")
     )
-    own = pd.concat([feed, messages])[["user_id", "time", "os", "gender", "age"]]
-    profile = own.sort_values(["time", "os", "gender", "age"]).groupby("user_id").last()
-    profile = profile[["os", "gender", "age"]].astype(str)
-    users = pd.concat([views, likes, sent, received, profile], axis=1)
+    profiles = domain.own_profiles(feed, messages)
+    users = pd.concat([views, likes, sent, received, profiles], axis=1)
     counts = ["views", "likes", "messages_sent", "users_sent", "messages_received"]
     counts += ["users_received"]
     users[counts] = users[counts].fillna(0).astype(int)
@@ -438,7 +440,9 @@ def day_figures(day: date, feed, messages, expected_dimensions) -> dict[str, lis
     user_daily = [(day, *row) for row in users[columns].itertuples(name=None)]
     dimensions = [
         (day, dimension, value, *figures)
-        for (dimension, value), figures in expected_dimensions(feed, messages).items()
+        for (dimension, value), figures in domain.expected_daily_dimensions(
+            feed, messages, known
+        ).items()
     ]
     on_feed = users.views + users.likes > 0
     dau_messenger = int((users.messages_sent > 0).sum())

@@ -99,20 +99,23 @@ def env_for() -> Callable[..., dict[str, str]]:
 
 
 @pytest.fixture
-def demo_with_ui(run_cli) -> Callable[[], tuple[CliRun, int]]:
+def demo_with_ui(run_cli) -> Callable[..., tuple[CliRun, int]]:
     """`signalbox demo` with its UI on a free port, on a week of the APIs' history, stopped
-    with SIGTERM (as `docker stop` or a process manager stops it); once the UI answers."""
+    with SIGTERM (as `docker stop` or a process manager stops it); once the UI answers.
+    With `bi_port`, the dashboards (Superset) too, on that port."""
     from datetime import UTC, datetime, timedelta
 
     from signalbox.platform.embedded.ports import free_port
 
-    def start() -> tuple[CliRun, int]:
+    def start(bi_port: int | None = None) -> tuple[CliRun, int]:
         port = free_port()
         week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+        bi = ["--bi", "--bi-port", str(bi_port)] if bi_port else []
         demo = run_cli(
             "demo",
             "--port",
             str(port),
+            *bi,
             stop_signal=signal.SIGTERM,
             HELPSCOUT_BACKFILL_START=week_ago,
             CFPB_BACKFILL_START=week_ago,

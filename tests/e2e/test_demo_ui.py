@@ -3,11 +3,14 @@ staging -> marts and the materializations; Ctrl-C then stops everything (see con
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -35,8 +38,12 @@ def new_tickets(graphql: str) -> int:
 
 @pytest.mark.slow
 def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked_page):
-    demo, port = demo_with_ui()
+    from signalbox.platform.embedded.ports import free_port
+
+    bi_port = free_port()
+    demo, port = demo_with_ui(bi_port=bi_port)
     look_at_the_ui(checked_page, f"http://127.0.0.1:{port}")
+    look_at_the_dashboards(checked_page, demo.log.read_text(), f"http://127.0.0.1:{bi_port}")
     graphql = f"http://127.0.0.1:{port}/graphql"
 
     nodes = requests.post(graphql, json={"query": GRAPH}, timeout=30).json()["data"]
@@ -95,6 +102,13 @@ def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked
             break
         assert time.monotonic() < deadline, page[-3000:]
         time.sleep(5)
+    # ... and they open the activity dashboard, the report on its week, the alert on its
+    # metrics (the views drop among them) and its day
+    dashboard = f"http://127.0.0.1:{bi_port}/superset/dashboard/user-activity/?native_filters="
+    links = [html.unescape(link) for link in re.findall(r'href="([^"]+)"', page)]
+    assert any(link.startswith(dashboard) and "time_range" in unquote(link) for link in links)
+    opened = [unquote(link) for link in links if link.startswith(dashboard)]
+    assert any(re.search(r"val:!\([^)]*\bviews\b", link) for link in opened), opened
 
 
 def look_at_the_ui(checked, base: str) -> None:
@@ -105,12 +119,75 @@ def look_at_the_ui(checked, base: str) -> None:
     page.goto(f"{base}/asset-groups", wait_until="networkidle")
     for group in ("mailbox", "game_timelines", "complaints", "user_activity", "tickets"):
         page.wait_for_selector(f"text={group}", timeout=60_000)
+    checked.timed("-lineage")
     checked.screenshot("-lineage")
     page.goto(f"{base}/assets/raw/helpscout_conversations", wait_until="networkidle")
     page.wait_for_selector("text=Latest materialization", timeout=60_000)
+    checked.timed("-asset")
     checked.screenshot("-asset")
     page.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
     page.locator("text=helpscout_conversations_match_api >> visible=true").first.wait_for(
         timeout=60_000
     )
+    checked.timed("-checks")
     checked.screenshot("-checks")
+
+
+def look_at_the_dashboards(checked, log: str, base: str) -> None:
+    """Every dashboard of signalbox/bi/dashboards, logged in with the password the demo
+    printed once: each chart's query answers with rows and each chart is drawn (a canvas,
+    an SVG or a table), no error or empty tile. Prints the slowest chart query."""
+    from signalbox.bi.bundle import load_dashboards
+
+    password = re.search(r"log in as admin with the password (\S+)", log)
+    assert password, log[-3000:]
+    page = checked.page
+    answers: list[dict] = []
+
+    def chart_data(request) -> None:  # once the whole answer has arrived (its timing too)
+        if "/api/v1/chart/data" in request.url:
+            response, timing = request.response(), request.timing
+            body = response.json() if response.ok else {}
+            answers.append(
+                {
+                    "status": response.status,
+                    "rows": [result.get("rowcount", 0) for result in body.get("result", [])],
+                    "ms": timing["responseEnd"] - timing["requestStart"],
+                }
+            )
+
+    page.goto(f"{base}/login/", wait_until="networkidle")
+    page.fill("#username", "admin")
+    page.fill("#password", password.group(1))
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+    # Superset's menu always renders an analytics pixel from scarf.sh; the server's content
+    # security policy (signalbox/bi/superset.py) keeps the browser from requesting it
+    checked.allow(r"gateway\.scarf\.sh/pixel.*csp", "Superset's analytics pixel, blocked")
+    page.on("requestfinished", chart_data)
+    slowest = []
+    for dashboard in load_dashboards():
+        answers.clear()
+        charts = len(dashboard.spec["charts"])
+        page.goto(f"{base}/superset/dashboard/{dashboard.slug}/", wait_until="networkidle")
+        holders = page.locator('[data-test="chart-container"]')
+        deadline = time.monotonic() + 90
+        while True:
+            drawn = holders.evaluate_all(
+                "nodes => nodes.filter(n => n.querySelector('canvas, svg, table')).length"
+            )
+            if drawn >= charts and len(answers) >= charts:
+                break
+            assert time.monotonic() < deadline, (dashboard.slug, drawn, answers)
+            page.wait_for_timeout(500)
+        checked.timed(f"-{dashboard.slug}")
+        checked.screenshot(f"-{dashboard.slug}")
+        assert holders.count() == charts, dashboard.slug
+        assert all(a["status"] == 200 and a["rows"] and min(a["rows"]) > 0 for a in answers), (
+            dashboard.slug,
+            answers,
+        )
+        errors = page.locator(".alert-danger, [data-test='error-tooltip'], .ant-empty")
+        assert errors.count() == 0, (dashboard.slug, errors.all_inner_texts())
+        slowest.append((max(a["ms"] for a in answers), dashboard.slug))
+    print("dashboards' slowest chart query:", json.dumps(sorted(slowest)[-1]))

@@ -35,10 +35,12 @@ def test_docs_site_serves_every_project(run_cli, checked_page):
     page.goto(f"{base}/warehouse/index.html#!/model/{model}", wait_until="networkidle")
     page.wait_for_selector("h1 >> text=fct_helpscout__conversations")
     assert "first-response time" in page.inner_text("body")
+    checked_page.timed("-model")
     checked_page.screenshot("-model")
     page.click('[title="View Lineage Graph"]')
     page.wait_for_function("() => document.querySelector('#cy')?._cyreg?.cy.nodes().length > 3")
     nodes = page.evaluate("() => document.querySelector('#cy')._cyreg.cy.nodes().map(n => n.id())")
     assert model in nodes and "model.signalbox_warehouse.stg_helpscout__conversations" in nodes
     page.wait_for_timeout(1000)  # the graph's layout settles
+    checked_page.timed("-lineage")
     checked_page.screenshot("-lineage")

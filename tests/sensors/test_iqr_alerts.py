@@ -293,7 +293,8 @@ def test_settings_from_the_environment():
     }
     settings = AlertSettings.from_env(env)
     assert settings.timezone == "Asia/Yekaterinburg" and settings.cooldown == timedelta(minutes=15)
-    assert settings.link(ACTIVITY, "iqr_views") == "https://superset.example/dashboard/7"
+    link = settings.link(ACTIVITY, "iqr_views")
+    assert link.startswith("https://superset.example/dashboard/7/superset/dashboard/user-activity/")
     assert AlertSettings.from_env({}).timezone == "Europe/Moscow"
     with pytest.raises(ValueError, match="SIGNALBOX_ALERT_TIMEZONE"):
         AlertSettings.from_env({"SIGNALBOX_ALERT_TIMEZONE": "Mars/Olympus"})

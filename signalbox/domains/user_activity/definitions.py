@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from signalbox.domains.user_activity import checks, models, raw, report, schedules
+from signalbox.domains.user_activity import checks, models, publish, raw, report, schedules
 from signalbox.domains.user_activity.source import ExistingUserActions, UserActionsSource
 from signalbox.platform.dbt import activity_project, dbt_resource
 from signalbox.platform.settings import env_fields, refuse_embedded
@@ -24,7 +24,7 @@ def user_actions_source() -> UserActionsSource:
 
 
 defs = dg.Definitions.merge(
-    dg.load_definitions_from_modules([raw, models, checks, report, schedules]),
+    dg.load_definitions_from_modules([raw, models, publish, checks, report, schedules]),
     dg.Definitions(
         resources={
             "user_actions": user_actions_source(),

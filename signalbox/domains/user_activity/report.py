@@ -4,7 +4,7 @@ sends the message and chart of kpis.py to the on-call chat. A failed send fails 
 report run and nothing else.
 """
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
@@ -74,7 +74,8 @@ def activity_daily_kpis_report(
             )
         )
     changes = compute_changes(by_day, day)
-    link = dashboard_link(dashboard_template(), ACTIVITY_KPIS_DAILY)
+    window = (datetime.combine(first, time()), datetime.combine(day + timedelta(days=1), time()))
+    link = dashboard_link(dashboard_template(), ACTIVITY_KPIS_DAILY, window=window)
     text = render_report(day, changes, zone, link)
     png = render_chart(by_day, day)
     try:

@@ -402,9 +402,20 @@ def on_database(resource: ClickHouseResource, database: str) -> ClickHouseResour
 # --------------------------------------------------------------------------- dbt daily table
 
 
-def expected_daily_dimensions(feed: pd.DataFrame, messages: pd.DataFrame) -> dict:
-    """The seed's computation in pandas: per user, then summed by the user's own profile
-    (from their latest own row of the day; 'unknown' for users who only received)."""
+def own_profiles(feed: pd.DataFrame, messages: pd.DataFrame) -> pd.DataFrame:
+    """Each user's profile from their latest own row of the day (feed or sent message), as
+    text like dbt's toString ('1', '25'); ties in time go to the highest profile."""
+    own_rows = pd.concat([feed, messages])[["user_id", "time", "os", "gender", "age"]]
+    ordered = own_rows.sort_values(["time", "os", "gender", "age"])
+    return ordered.groupby("user_id").last()[["os", "gender", "age"]].astype(str)
+
+
+def expected_daily_dimensions(
+    feed: pd.DataFrame, messages: pd.DataFrame, known: pd.DataFrame | None = None
+) -> dict:
+    """The seed's computation in pandas: per user, then summed by the user's profile: their
+    own (latest own row of the day), else `known` (the latest from earlier days, as
+    `own_profiles` gives them), else 'unknown'."""
     views = feed[feed.action == "view"].groupby("user_id").size().rename("views")
     likes = feed[feed.action == "like"].groupby("user_id").size().rename("likes")
     sent = messages.groupby("user_id").agg(
@@ -415,16 +426,16 @@ def expected_daily_dimensions(feed: pd.DataFrame, messages: pd.DataFrame) -> dic
         .agg(messages_received=("user_id", "size"), users_received=("user_id", "nunique"))
         .rename_axis("user_id")
     )
-    own_rows = pd.concat([feed, messages])[["user_id", "time", "os", "gender", "age"]]
-    profile = own_rows.sort_values("time").groupby("user_id").last()[["os", "gender", "age"]]
-    profile = profile.astype(str)  # as dbt's toString: '1', '25'
-    users = pd.concat([views, likes, sent, received, profile], axis=1)
+    users = pd.concat([views, likes, sent, received, own_profiles(feed, messages)], axis=1)
     metrics = ["views", "likes", "messages_received", "messages_sent"]
     metrics += ["users_received", "users_sent"]
     users[metrics] = users[metrics].fillna(0).astype(int)
-    users[["os", "gender", "age"]] = users[["os", "gender", "age"]].fillna("unknown")
+    profile = ["os", "gender", "age"]
+    if known is not None:
+        users[profile] = users[profile].fillna(known.reindex(users.index)[profile])
+    users[profile] = users[profile].fillna("unknown")
     expected = {}
-    for dimension in ("os", "gender", "age"):
+    for dimension in profile:
         for value, row in users.groupby(dimension)[metrics].sum().iterrows():
             expected[(dimension, value)] = tuple(int(row[m]) for m in metrics)
     return expected
@@ -433,25 +444,18 @@ def expected_daily_dimensions(feed: pd.DataFrame, messages: pd.DataFrame) -> dic
 def test_daily_dimensions_from_dbt_equal_pandas_on_generated_data(clickhouse, signalbox_home):
     world = {"users": 3_000, "feed_events_per_day": 20_000, "messages_per_day": 3_000}
     GeneratedUserActions(**world, seed=5, anomalies="").land(clickhouse, DBT_DAY)
-    with clickhouse.client("test: raw rows for pandas") as client:
-        params = {"d": DBT_DAY}
-        feed = client.query_df(
-            "SELECT user_id, toString(action) AS action, time, os, gender, age"
-            f" FROM {FEED} WHERE toDate(time) = {{d:Date}}",
-            parameters=params,
-        )
-        messages = client.query_df(
-            "SELECT user_id, receiver_id, time, os, gender, age"
-            f" FROM {MESSAGES} WHERE toDate(time) = {{d:Date}}",
-            parameters=params,
-        )
-    expected = expected_daily_dimensions(feed, messages)
+    expected = expected_daily_dimensions(*raw_day(clickhouse, DBT_DAY))
     assert ("os", "unknown") in expected and len(expected) > 60  # every age, os, gender
 
-    vars_ = f"{{min_date: '{DBT_DAY}', max_date: '{DBT_DAY}'}}"
+    dbt_build(clickhouse, signalbox_home, DBT_DAY, DBT_DAY, "+activity_daily_dimensions")
+    assert daily_dimensions(clickhouse, DBT_DAY) == expected
+
+
+def dbt_build(clickhouse, signalbox_home: Path, first: date, last: date, select: str) -> None:
+    vars_ = f"{{min_date: '{first}', max_date: '{last}'}}"
     with clickhouse.dbt_lock("test: dbt build") as env:
         result = subprocess.run(
-            [DBT, "build", "--select", "+activity_daily_dimensions", "--vars", vars_]
+            [DBT, "build", "--select", select, "--vars", vars_]
             # tests whose parents are all selected (a singular test also reads the KPIs)
             + ["--indirect-selection", "cautious"]
             + ["--project-dir", str(ACTIVITY_PROJECT), "--profiles-dir", str(ACTIVITY_PROJECT)]
@@ -464,10 +468,90 @@ def test_daily_dimensions_from_dbt_equal_pandas_on_generated_data(clickhouse, si
             timeout=300,
         )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def daily_dimensions(clickhouse, day: date) -> dict:
     rows = clickhouse.query(
         "SELECT dimension, dimension_value, views, likes, messages_received, messages_sent,"
         f" users_received, users_sent FROM `{DATABASE}_marts`.activity_daily_dimensions"
         " WHERE event_date = {d:Date}",
-        {"d": DBT_DAY},
+        {"d": day},
     )
-    assert {(r[0], r[1]): tuple(r[2:]) for r in rows} == expected
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def raw_day(clickhouse, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with clickhouse.client("test: raw rows for pandas") as client:
+        feed = client.query_df(
+            "SELECT user_id, toString(action) AS action, time, os, gender, age"
+            f" FROM {FEED} WHERE toDate(time) = {{d:Date}}",
+            parameters={"d": day},
+        )
+        messages = client.query_df(
+            "SELECT user_id, receiver_id, time, os, gender, age"
+            f" FROM {MESSAGES} WHERE toDate(time) = {{d:Date}}",
+            parameters={"d": day},
+        )
+    return feed, messages
+
+
+def test_receivers_take_their_latest_profile_and_the_marts_reach_the_warehouse(
+    clickhouse, signalbox_home, fresh_database
+):
+    """Day 2's receivers without a row of their own are placed by their day-1 profile (the
+    user dimension), so `unknown` shrinks to users never seen with one; the publish asset
+    copies the day's marts into PostgreSQL for the dashboards, replacing them on a re-run,
+    with the unknown share in its metadata."""
+    from signalbox.domains.user_activity.publish import SCHEMA, activity_marts_published
+
+    first, second = date(2026, 11, 10), date(2026, 11, 11)
+    world = {"users": 3_000, "feed_events_per_day": 20_000, "messages_per_day": 3_000}
+    for day in (first, second):
+        GeneratedUserActions(**world, seed=5, anomalies="").land(clickhouse, day)
+    marts = "+activity_daily_dimensions +activity_kpis_daily +activity_metrics_15min"
+    dbt_build(clickhouse, signalbox_home, first, second, marts)
+    # the profiles known before the second day: from every day built so far (other tests
+    # of this module build days of this database too), the latest day winning
+    built = clickhouse.query(
+        f"SELECT DISTINCT event_date FROM `{DATABASE}_intermediate`.int_activity__user_daily"
+        " WHERE event_date < {d:Date} ORDER BY event_date",
+        {"d": second},
+    )
+    assert first in {row[0] for row in built}
+    known = None
+    for (day,) in built:
+        profiles = own_profiles(*raw_day(clickhouse, day))
+        known = profiles if known is None else profiles.combine_first(known)
+    feed, messages = raw_day(clickhouse, second)
+    expected = expected_daily_dimensions(feed, messages, known)
+    assert daily_dimensions(clickhouse, second) == expected
+    alone = expected_daily_dimensions(feed, messages)  # as if day 1 had never been seen
+    received = 2  # the index of messages_received in the figures
+    assert expected[("os", "unknown")][received] < alone[("os", "unknown")][received]
+
+    with fresh_database() as warehouse:
+        for _ in range(2):  # a re-run replaces the day
+            result = dg.materialize(
+                [activity_marts_published],
+                partition_key=second.isoformat(),
+                resources={"clickhouse": clickhouse, "warehouse": warehouse},
+            )
+            assert result.success
+        published = warehouse.query(
+            f"select dimension, dimension_value, views, likes, messages_received,"
+            f" messages_sent, users_received, users_sent from {SCHEMA}.daily_dimensions"
+            " where event_date = %s",
+            (second,),
+        )
+        assert {(r[0], r[1]): tuple(int(v) for v in r[2:]) for r in published} == expected
+        buckets = warehouse.scalar(f"select count(*) from {SCHEMA}.metrics_15min")
+        assert buckets == 96
+        long = warehouse.scalar(f"select count(distinct metric) from {SCHEMA}.metrics_15min_long")
+        assert long == 6  # feed users, views, likes, ctr, messenger users, messages sent
+        metadata = {
+            event.asset_key.path[-1]: event.materialization.metadata
+            for event in result.get_asset_materialization_events()
+        }
+        share = metadata["daily_dimensions"]["unknown_share_messages_received"].value
+        total = sum(v[received] for (d, _), v in expected.items() if d == "os")
+        assert share == round(expected[("os", "unknown")][received] / total, 4)
