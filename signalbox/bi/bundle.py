@@ -17,7 +17,7 @@ A spec:
       emails_daily: {table: marts.mailbox_emails_daily, time: day}
     filters:                           # native filters; `applies_to`: the datasets filtered
       - {id: mailbox, name: Mailbox, column: mailbox_name, dataset: emails_daily,
-         single: true, first: true, applies_to: [emails_daily]}   # first: preselect one
+         single: true, applies_to: [emails_daily]}   # `default: <value>`: preselected
     charts:
       - title: Mail received, by day
         dataset: emails_daily
@@ -216,12 +216,12 @@ def native_filters(dashboard: Dashboard, chart_ids: dict[str, int]) -> list[dict
                 ],
                 "controlValues": {
                     "enableEmptyFilter": False,
-                    "defaultToFirstItem": bool(entry.get("first", False)),
+                    "defaultToFirstItem": False,
                     "multiSelect": not entry.get("single", False),
                     "searchAllOptions": False,
                     "inverseSelection": False,
                 },
-                "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
+                "defaultDataMask": default_mask(entry),
                 "cascadeParentIds": [],
                 "scope": {"rootPath": ["ROOT_ID"], "excluded": sorted(excluded)},
                 "type": "NATIVE_FILTER",
@@ -231,6 +231,18 @@ def native_filters(dashboard: Dashboard, chart_ids: dict[str, int]) -> list[dict
             }
         )
     return filters
+
+
+def default_mask(entry: dict[str, Any]) -> dict[str, Any]:
+    """A select filter's value on opening: the spec's `default`, or none (everything)."""
+    if "default" not in entry:
+        return {"extraFormData": {}, "filterState": {}, "ownState": {}}
+    values = [str(entry["default"])]
+    return {
+        "extraFormData": {"filters": [{"col": entry["column"], "op": "IN", "val": values}]},
+        "filterState": {"value": values},
+        "ownState": {},
+    }
 
 
 def position(dashboard: Dashboard, chart_ids: dict[str, int]) -> dict[str, Any]:

@@ -18,8 +18,9 @@ The world:
   (night trough, evening peak; later mornings at weekends), by inverse-CDF sampling.
 - A feed row is a like with a probability from the user's taste and the post's appeal,
   so likes/views is about 0.2 overall and varies by user and post. Posts are mostly
-  recent ones. Messages go mostly to a small, stable circle of friends in the user base,
-  some to random users, a few to ids outside it.
+  recent ones. Messages go mostly to a small, stable circle of friends among the users who
+  use the app (the most engaged 5% of the base), some to random users, a few to ids
+  outside it.
 - Anomalies thin (factor < 1) or multiply (factor > 1) one metric's events in a time
   window, in SQL: drops filter rows by a hash, spikes add generated rows in the window.
 
@@ -76,6 +77,10 @@ AUDIENCE_UTC_OFFSET_HOURS = 3  # the curves below are in the audience's local ti
 POSTS_PER_DAY = 150
 POST_POOL_DAYS = 7  # how far back a feed reaches for posts (recent ones are likelier)
 FRIENDS_PER_USER = 12
+# friends are people who use the app: drawn from the users whose feed engagement is in the
+# top share (most of them show up with a profile of their own within days); the random and
+# outside receivers are the ones a breakdown cannot place
+FRIEND_POOL_SHARE = 0.05
 OUTSIDE_RECEIVER_SHARE = 0.03  # messages to ids outside the user base
 RANDOM_RECEIVER_SHARE = 0.05  # messages to a random user of the base
 INVERSE_CDF_SIZE = 2048
@@ -449,6 +454,19 @@ def _active_users_sql(settings: WorldSettings, day: date, table: str, share: flo
     )
 
 
+def _friend_pool_sql(settings: WorldSettings) -> str:
+    """Scalar subquery: the users friends are drawn from (the most engaged on the feed, in
+    id order: the same every day)."""
+    profile = profile_columns("user_id")
+    return (
+        "(SELECT if(empty(pool), [toUInt32(1)], pool) FROM ("
+        "SELECT arraySort(groupArray(user_id)) AS pool"
+        f" FROM (SELECT user_id, {profile['p1']} AS p1, {profile['p2']} AS p2"
+        f" FROM (SELECT toUInt32(number + 1) AS user_id FROM numbers({settings.users}))"
+        f" WHERE {profile['engagement_feed']} >= {1 - FRIEND_POOL_SHARE!r})))"
+    )
+
+
 @dataclass(frozen=True)
 class _Batch:
     """One generated batch of rows: the day's base rows or one spike's extra rows."""
@@ -590,14 +608,16 @@ def message_insert_sql(
     friend_salt = stable_hash(settings.seed, "friends")
     # the k-th friend of a user is a hash of (user, k); favourite friends (small k) get more
     pick = f"toUInt64(floor({FRIENDS_PER_USER} * u_friend * u_friend))"
-    friend = f"1 + intHash64(toUInt64(user_id) * 64 + {pick} + {friend_salt}) % {users}"
+    friend_hash = f"intHash64(toUInt64(user_id) * 64 + {pick} + {friend_salt})"
+    friend = f"arrayElement(friend_pool, 1 + {friend_hash} % length(friend_pool))"
     in_base = 1 - OUTSIDE_RECEIVER_SHARE
     columns = ", ".join(MESSAGE_COLUMNS)
     return f"""
 INSERT INTO {target} ({columns})
 WITH
     {_array(inverse_cdf(plan.weekend))} AS inverse_cdf,
-    {active} AS active
+    {active} AS active,
+    {_friend_pool_sql(settings)} AS friend_pool
 SELECT {columns}
 FROM (
     SELECT

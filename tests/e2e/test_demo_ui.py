@@ -43,6 +43,7 @@ def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked
     bi_port = free_port()
     demo, port = demo_with_ui(bi_port=bi_port)
     look_at_the_ui(checked_page, f"http://127.0.0.1:{port}")
+    lose_a_conversation_and_see_the_check_fail_red(checked_page, demo, f"http://127.0.0.1:{port}")
     look_at_the_dashboards(checked_page, demo.log.read_text(), f"http://127.0.0.1:{bi_port}")
     graphql = f"http://127.0.0.1:{port}/graphql"
 
@@ -121,6 +122,22 @@ def look_at_the_ui(checked, base: str) -> None:
         page.wait_for_selector(f"text={group}", timeout=60_000)
     checked.timed("-lineage")
     checked.screenshot("-lineage")
+    # raw -> staging -> marts: the edges drawn between the staging model and its neighbours
+    page.goto(f"{base}/assets/staging/stg_helpscout__conversations?view=lineage")
+    names = ["helpscout_conversations", "stg_helpscout__conversations"]
+    names += ["fct_helpscout__conversations"]
+    for name in names:
+        page.locator(f"text={name} >> visible=true").first.wait_for(timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    raw, staging, mart = (box_of(page, name) for name in names)
+    edges = page.eval_on_selector_all(
+        "svg path",
+        "paths => paths.map(p => { const r = p.getBoundingClientRect();"
+        " return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; })",
+    )
+    assert joined(edges, raw, staging) and joined(edges, staging, mart), (raw, staging, edges)
+    checked.timed("-edges")
+    checked.screenshot("-edges")
     page.goto(f"{base}/assets/raw/helpscout_conversations", wait_until="networkidle")
     page.wait_for_selector("text=Latest materialization", timeout=60_000)
     checked.timed("-asset")
@@ -191,3 +208,100 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
         assert errors.count() == 0, (dashboard.slug, errors.all_inner_texts())
         slowest.append((max(a["ms"] for a in answers), dashboard.slug))
     print("dashboards' slowest chart query:", json.dumps(sorted(slowest)[-1]))
+
+
+def box_of(page, name: str) -> dict:
+    """The bounding box of the lineage graph's node titled `name` (exactly)."""
+    title = page.locator("svg foreignObject").get_by_text(name, exact=True).first
+    return title.evaluate(
+        "e => { let n = e; while (n.parentElement && n.getBoundingClientRect().height < 60)"
+        " n = n.parentElement; const r = n.getBoundingClientRect();"
+        " return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; }"
+    )
+
+
+def joined(edges: list[dict], source: dict, target: dict, slack: float = 40) -> bool:
+    """A drawn edge runs from `source`'s right side to `target`'s left side."""
+    return any(
+        abs(edge["left"] - source["right"]) < slack
+        and abs(edge["right"] - target["left"]) < slack
+        and edge["bottom"] >= min(source["top"], target["top"])
+        and edge["top"] <= max(source["bottom"], target["bottom"])
+        for edge in edges
+    )
+
+
+def lose_a_conversation_and_see_the_check_fail_red(checked, demo, base: str) -> None:
+    """A conversation row lost from the warehouse: the mailbox's API check, run from the
+    UI's API as a person would from its Execute button, fails, and the asset's checks tab
+    shows it failed in red."""
+    import psycopg2
+
+    variables = json.loads((demo.home / "local-stack.json").read_text())["variables"]
+    with psycopg2.connect(variables["SIGNALBOX_WAREHOUSE_URL"]) as conn, conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM raw.helpscout_conversations WHERE ctid IN"
+            " (SELECT ctid FROM raw.helpscout_conversations LIMIT 1)"
+        )
+        assert cur.rowcount == 1
+    graphql = f"{base}/graphql"
+    locations = post(
+        graphql, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+    )
+    location = locations["workspaceOrError"]["locationEntries"][0]["name"]
+    launched = post(
+        graphql,
+        """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
+            ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        p={
+            "selector": {
+                "repositoryLocationName": location,
+                "repositoryName": "__repository__",
+                "jobName": "__ASSET_JOB",
+                "assetSelection": [],
+                "assetCheckSelection": [
+                    {"assetKey": {"path": ["raw", "helpscout_conversations"]},
+                     "name": "helpscout_conversations_match_api"}
+                ],
+            },
+            "mode": "default",
+        },
+    )["launchRun"]  # fmt: skip
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    status, deadline = "", time.monotonic() + 180
+    while status not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+        status = post(
+            graphql,
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+            id=launched["run"]["runId"],
+        )["runOrError"]["status"]
+    assert status == "SUCCESS", status  # the run succeeds; its check reports the loss
+
+    page = checked.page
+    page.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
+    page.get_by_text("Failed", exact=True).first.wait_for(timeout=60_000)
+    colours = page.eval_on_selector_all(
+        "text=Failed",
+        "tags => tags.map(t => { const item = t.closest('span, div');"
+        " const icon = Array.from(item.parentElement.querySelectorAll('*')).find(x =>"
+        " getComputedStyle(x).maskImage.includes('cancel'));"
+        " return icon ? getComputedStyle(icon).backgroundColor : null; })",
+    )
+    reds = [c for c in colours if c and is_red(c)]
+    assert reds, colours
+    checked.timed("-failed-check")
+    checked.screenshot("-failed-check")
+
+
+def is_red(css_colour: str) -> bool:
+    red, green, blue = (int(v) for v in re.findall(r"\d+", css_colour)[:3])
+    return red > 150 and green < 100 and blue < 100
+
+
+def post(graphql: str, query: str, **variables) -> dict:
+    answer = requests.post(graphql, json={"query": query, "variables": variables}, timeout=30)
+    body = answer.json()
+    assert "errors" not in body, body
+    return body["data"]
