@@ -19,6 +19,7 @@ import pytest
 
 # beside the checkout's build output, whatever the working directory (a test may change it)
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
+TIMINGS = SCREENSHOTS / "timings.jsonl"
 INSTALL_HINT = "headless Chromium is missing: `apt-get install chromium` (make test does, as root)"
 
 
@@ -60,9 +61,10 @@ class CheckedPage:
     def unexpected(self) -> list[str]:
         return [p for p in self.problems if not any(a.search(p) for a in self.allowed)]
 
-    def timed(self, label: str) -> dict:
+    def timed(self, label: str, **more: float) -> dict:
         """Call once the page shows what it is for: its first contentful paint and that
-        moment (ms since navigation), kept in build/screenshots/timings.jsonl."""
+        moment (ms since navigation), with `more` figures, kept in
+        build/screenshots/timings.jsonl (the session's summary prints them)."""
         figures = self.page.evaluate(
             """() => ({
                 first_contentful_paint_ms: Math.round((performance.getEntriesByType('paint')
@@ -70,9 +72,9 @@ class CheckedPage:
                 meaningful_ms: Math.round(performance.now()),
             })"""
         )
-        figures = {"page": f"{self.name}{label}", **figures}
+        figures = {"page": f"{self.name}{label}", **figures, **more}
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        with (SCREENSHOTS / "timings.jsonl").open("a") as out:
+        with TIMINGS.open("a") as out:
             out.write(json.dumps(figures) + "\n")
         return figures
 
@@ -102,3 +104,26 @@ def checked_page(browser, request) -> Iterator[CheckedPage]:
     checked.screenshot()
     context.close()
     assert checked.unexpected() == []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller: this session's timings only
+        TIMINGS.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Each page's first contentful paint and the moment it showed its content."""
+    if hasattr(config, "workerinput") or not TIMINGS.exists():
+        return
+    terminalreporter.section("pages in the browser (ms since navigation)")
+    for line in TIMINGS.read_text().splitlines():
+        page = json.loads(line)
+        extra = "".join(
+            f", {key} {value:.0f}"
+            for key, value in page.items()
+            if key not in ("page", "first_contentful_paint_ms", "meaningful_ms")
+        )
+        terminalreporter.write_line(
+            f"{page['page']}: first paint {page['first_contentful_paint_ms']}, "
+            f"content {page['meaningful_ms']}{extra}"
+        )

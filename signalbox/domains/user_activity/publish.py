@@ -39,7 +39,8 @@ class Published:
 
     @property
     def key(self) -> dg.AssetKey:
-        return dg.AssetKey(["warehouse", SCHEMA, self.table])
+        """exports/<model>: what leaves the ClickHouse side for the dashboards."""
+        return dg.AssetKey(["exports", self.model])
 
 
 PUBLISHED = (

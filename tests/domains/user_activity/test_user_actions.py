@@ -557,6 +557,6 @@ def test_receivers_take_their_latest_profile_and_the_marts_reach_the_warehouse(
             event.asset_key.path[-1]: event.materialization.metadata
             for event in result.get_asset_materialization_events()
         }
-        share = metadata["daily_dimensions"]["unknown_share_messages_received"].value
+        share = metadata["activity_daily_dimensions"]["unknown_share_messages_received"].value
         total = sum(v[received] for (d, _), v in expected.items() if d == "os")
         assert share == round(expected[("os", "unknown")][received] / total, 4)
