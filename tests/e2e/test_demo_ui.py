@@ -200,6 +200,7 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
             page.wait_for_timeout(500)
         slowest_query = max(a["ms"] for a in answers)
         checked.timed(f"-{dashboard.slug}", slowest_chart_query_ms=slowest_query)
+        page.wait_for_timeout(1500)  # ECharts draws its lines in an animation of about 1 s
         checked.screenshot(f"-{dashboard.slug}")
         assert holders.count() == charts, dashboard.slug
         assert all(a["status"] == 200 and a["rows"] and min(a["rows"]) > 0 for a in answers), (
