@@ -26,8 +26,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg2
+import psycopg2.extensions
 import requests
 
 from signalbox.bi import BiError, bundle
@@ -177,7 +179,9 @@ class Superset:
                 print(f"  dashboard {dashboard.slug}: not imported, no {', '.join(missing)} yet")
             else:
                 ready.append(dashboard)
-        files = bundle.render(ready, superset_uri(warehouse_url), columns)
+        schemas = {table.split(".")[0] for d in ready for table in bundle.tables([d])}
+        reader = reader_url(warehouse_url, schemas)
+        files = bundle.render(ready, superset_uri(reader), columns)
         # the rendered database entry carries the warehouse password: a private folder,
         # removed as soon as Superset has read it
         with tempfile.TemporaryDirectory(dir=self.home, prefix="import-") as folder:
@@ -248,6 +252,46 @@ def running_superset(warehouse_url: str, port: int = DEFAULT_PORT) -> Iterator[S
         yield superset
     finally:
         superset.stop()
+
+
+READER = "signalbox_bi"
+
+
+def reader_url(warehouse_url: str, schemas: set[str]) -> str:
+    """The warehouse as Superset should see it: a role that may only read the dashboards'
+    schemas (`signalbox_bi`, its password new on every start), never the owner's URL: SQL
+    Lab runs what a person types, and as the owner (a superuser locally) that could write
+    or read the server's files. Tables dbt recreates stay readable (default privileges)."""
+    from signalbox.platform.warehouse import libpq_url
+
+    password = secrets.token_urlsafe(24)
+    try:
+        with psycopg2.connect(libpq_url(warehouse_url)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,))
+            verb = "ALTER" if cur.fetchone() else "CREATE"
+            cur.execute(
+                f"{verb} ROLE {READER} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s",
+                (password,),
+            )
+            for schema in sorted(schemas):
+                name = psycopg2.extensions.quote_ident(schema, cur)
+                cur.execute(f"GRANT USAGE ON SCHEMA {name} TO {READER}")
+                cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {name} TO {READER}")
+                cur.execute(
+                    f"ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT ON TABLES TO {READER}"
+                )
+        conn.close()
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        raise SupersetError(
+            f"the warehouse user may not create the read-only role {READER} for Superset "
+            f"(CREATEROLE): create it, or run `signalbox bi` as a user who may ({exc})"
+        ) from exc
+    parts = urlsplit(warehouse_url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{READER}:{quote(password, safe='')}@{host}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def superset_uri(warehouse_url: str) -> str:
