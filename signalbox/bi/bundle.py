@@ -176,6 +176,8 @@ def chart_params(dashboard: Dashboard, chart: dict[str, Any]) -> dict[str, Any]:
     }
     if x_axis != time:
         params["x_axis_sort_asc"] = True
+    if viz == "echarts_timeseries_line":  # a window of one day is one point: show it
+        params |= {"markerEnabled": True, "markerSize": 4}
     return params
 
 

@@ -110,6 +110,8 @@ def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked
     assert any(link.startswith(dashboard) and "time_range" in unquote(link) for link in links)
     opened = [unquote(link) for link in links if link.startswith(dashboard)]
     assert any(re.search(r"val:!\([^)]*\bviews\b", link) for link in opened), opened
+    alert = next(link for link in links if re.search(r"val:!\([^)]*\bviews\b", unquote(link)))
+    follow_the_alerts_link(checked_page, alert)
 
 
 def look_at_the_ui(checked, base: str) -> None:
@@ -308,3 +310,36 @@ def post(graphql: str, query: str, **variables) -> dict:
     body = answer.json()
     assert "errors" not in body, body
     return body["data"]
+
+
+def follow_the_alerts_link(checked, link: str) -> None:
+    """The alert's link, opened (logged in by look_at_the_dashboards): Superset applies its
+    filters, so the alerted-metrics chart asks for those metrics over the alert's window."""
+    window = re.search(r"time_range:'([^']+)'", unquote(link)).group(1)
+    page, asked = checked.page, []
+    page.on(
+        "request",
+        lambda r: "/api/v1/chart/data" in r.url and r.post_data and asked.append(r.post_data_json),
+    )
+    page.goto(link, wait_until="networkidle")
+    deadline = time.monotonic() + 60
+    while True:
+        metric_queries = [
+            query
+            for body in asked
+            for query in body.get("queries", [])
+            if any(f.get("col") == "metric" for f in query.get("filters", []))
+        ]
+        if metric_queries:
+            break
+        assert time.monotonic() < deadline, asked
+        page.wait_for_timeout(500)
+    query = metric_queries[-1]
+    (picked,) = [f for f in query["filters"] if f.get("col") == "metric"]
+    assert picked["op"] == "IN" and "views" in picked["val"], query
+    assert query.get("time_range") == window or any(
+        f.get("op") == "TEMPORAL_RANGE" and f.get("val") == window for f in query["filters"]
+    ), query
+    page.wait_for_timeout(1500)
+    checked.timed("-alert-link")
+    checked.screenshot("-alert-link")
