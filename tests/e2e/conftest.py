@@ -5,6 +5,7 @@ stop` sends) and require that every process it started is gone."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,3 +167,4 @@ def run_cli() -> Iterator:
         assert started_by(str(run.home)) == [], run.output()
         assert not (run.home / "postgres" / "postmaster.pid").exists()
         assert f"stopped ({run.stop_signal.name})" in run.output()
+        shutil.rmtree(run.home, ignore_errors=True)  # kept only when a check above failed
