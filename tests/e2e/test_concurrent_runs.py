@@ -10,6 +10,7 @@ import sys
 import dagster as dg
 
 from signalbox.platform.clickhouse import ClickHouseResource
+from signalbox.platform.embedded import embedded_postgres
 from signalbox.platform.settings import PROJECT_ROOT
 
 RUN = """
@@ -21,13 +22,26 @@ sys.exit(0 if result.success else 1)
 """
 
 
-def test_two_clickhouse_runs_at_once_both_succeed(new_home, env_for, monkeypatch, code_location):
+def test_two_clickhouse_runs_at_once_both_succeed(
+    new_home, env_for, monkeypatch, code_location, request
+):
     home = new_home()
     (home / "dagster").mkdir()
     # the instance exists before runs are launched (as under `dagster dev`): two processes
     # creating a fresh SQLite storage at once would race on its schema migration
     dg.DagsterInstance.from_config(str(home / "dagster")).dispose()
-    env = env_for(home, SIGNALBOX_ACTIVITY_ANOMALIES="", DAGSTER_HOME=str(home / "dagster"))
+    # the warehouse (the activity marts are published there) is up before the runs, as
+    # the local stack keeps it under `dagster dev`: neither run owns it
+    monkeypatch.setenv("SIGNALBOX_HOME", str(home))
+    warehouse = embedded_postgres()
+    url = warehouse.start()
+    request.addfinalizer(warehouse.stop)
+    env = env_for(
+        home,
+        SIGNALBOX_ACTIVITY_ANOMALIES="",
+        DAGSTER_HOME=str(home / "dagster"),
+        SIGNALBOX_WAREHOUSE_URL=url,
+    )
     days = ["2026-11-20", "2026-11-21"]
     runs = [
         subprocess.Popen(
@@ -44,7 +58,6 @@ def test_two_clickhouse_runs_at_once_both_succeed(new_home, env_for, monkeypatch
     for run, output in zip(runs, outputs, strict=True):
         assert run.returncode == 0, output[-3000:]
     # both days landed and were modelled
-    monkeypatch.setenv("SIGNALBOX_HOME", str(home))
     with ClickHouseResource().client("test: read back") as client:
         landed = client.query(
             "SELECT toString(toDate(time)), count() FROM activity.feed_actions"

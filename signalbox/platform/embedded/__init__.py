@@ -8,6 +8,7 @@ again when it exits.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import threading
 
 from signalbox.platform.embedded.postgres import EmbeddedPostgres
@@ -21,8 +22,13 @@ def embedded_postgres() -> EmbeddedPostgres:
 
 
 def embedded_warehouse_url() -> str:
-    """URL of the embedded PostgreSQL under SIGNALBOX_HOME, starting it if nobody has."""
-    with _lock:
+    """URL of the embedded PostgreSQL under SIGNALBOX_HOME, starting it if nobody has.
+    Two processes asking at once (two runs launched together) take turns: the second
+    finds the first's server instead of starting the same cluster again."""
+    home = signalbox_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with _lock, open(home / "postgres.start.lock", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
         server = embedded_postgres()
         if server.running_port() is not None:
             return server.url()
