@@ -175,15 +175,20 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
                 }
             )
 
-    page.goto(f"{base}/login/", wait_until="networkidle")
-    page.fill("#username", "admin")
-    page.fill("#password", password.group(1))
-    page.keyboard.press("Enter")
-    page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
-    page.wait_for_load_state("networkidle")  # the welcome page's lists, not cut off
     # Superset's menu always renders an analytics pixel from scarf.sh; the server's content
     # security policy (signalbox/bi/superset.py) keeps the browser from requesting it
     checked.allow(r"gateway\.scarf\.sh/pixel.*csp", "Superset's analytics pixel, blocked")
+    # the login form's own POST (with its CSRF token), from the page's context: typing
+    # into the form raced its scripts once in CI and the page stayed on /login
+    page.goto(f"{base}/login/", wait_until="networkidle")
+    token = page.input_value("#csrf_token")
+    answer = page.request.post(
+        f"{base}/login/",
+        form={"csrf_token": token, "username": "admin", "password": password.group(1)},
+    )
+    assert answer.ok, answer.status
+    page.goto(f"{base}/superset/welcome/", wait_until="networkidle")
+    assert "/login" not in page.url, page.url
     page.on("requestfinished", chart_data)
     slowest = []
     for dashboard in load_dashboards():
