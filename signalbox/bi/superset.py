@@ -33,6 +33,7 @@ import psycopg2.extensions
 import requests
 
 from signalbox.bi import BiError, bundle
+from signalbox.platform.embedded.postgres import write_private
 from signalbox.platform.settings import PROJECT_ROOT, signalbox_home
 
 SUPERSET_ENV = "SIGNALBOX_SUPERSET"
@@ -142,7 +143,7 @@ class Superset:
         self.home.chmod(0o700)
         secret = self.home / "secret_key"
         if not secret.exists():
-            _write_private(secret, secrets.token_urlsafe(48))
+            write_private(secret, secrets.token_urlsafe(48))
         (self.home / "superset_config.py").write_text(CONFIG)
         first_start = not (self.home / "superset.db").exists()
         self._run("db", "upgrade", what="db upgrade (the metadata schema)")
@@ -317,9 +318,3 @@ def warehouse_columns(warehouse_url: str, tables: set[str]) -> dict[str, list[tu
             columns.setdefault(table, []).append((name, kind))
     conn.close()
     return columns
-
-
-def _write_private(path: Path, text: str) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)

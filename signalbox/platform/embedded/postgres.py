@@ -251,7 +251,7 @@ class EmbeddedPostgres:
             return
         self._place_data_dir()
         if not self.password_file.exists():
-            _write_private(self.password_file, secrets.token_urlsafe(24))
+            write_private(self.password_file, secrets.token_urlsafe(24))
         if self._user:
             os.chown(self.cluster_dir, self._user.uid, self._user.gid)
         self.cluster_dir.chmod(0o700)
@@ -259,7 +259,7 @@ class EmbeddedPostgres:
         scratch = Path(tempfile.mkdtemp(prefix="signalbox-initdb-"))
         try:
             pwfile = scratch / "password"
-            _write_private(pwfile, self.password())
+            write_private(pwfile, self.password())
             if self._user:
                 os.chown(scratch, self._user.uid, self._user.gid)
                 os.chown(pwfile, self._user.uid, self._user.gid)
@@ -286,7 +286,7 @@ class EmbeddedPostgres:
         if not any(line.split()[-1:] == ["trust"] for line in lines if not line.startswith("#")):
             return
         if not self.password_file.exists():
-            _write_private(self.password_file, secrets.token_urlsafe(24))
+            write_private(self.password_file, secrets.token_urlsafe(24))
         conn = psycopg2.connect(
             host="127.0.0.1", port=port, user=SUPERUSER, dbname="postgres", connect_timeout=10
         )
@@ -353,7 +353,7 @@ def _advice(blocked: Path, data_dir: Path) -> str:
     )
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """A file only its owner can read, never readable by others even for an instant."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
