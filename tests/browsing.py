@@ -52,11 +52,21 @@ class CheckedPage:
     name: str
     problems: list[str] = field(default_factory=list)
     allowed: list[re.Pattern] = field(default_factory=list)
+    in_flight: set = field(default_factory=set)
 
     def allow(self, pattern: str, why: str) -> None:
         """A known defect of a page we do not own (`why` says which), matched by regex."""
         assert why
         self.allowed.append(re.compile(pattern))
+
+    def settle(self, timeout_ms: float = 15_000) -> None:
+        """Wait until no request of the page is in flight: leaving a page cancels what it
+        still loads (net::ERR_ABORTED), which would count as a failed request."""
+        waited = 0.0
+        while self.in_flight and waited < timeout_ms:
+            self.page.wait_for_timeout(100)
+            waited += 100
+        assert not self.in_flight, [r.url for r in self.in_flight]
 
     def unexpected(self) -> list[str]:
         return [p for p in self.problems if not any(a.search(p) for a in self.allowed)]
@@ -92,18 +102,23 @@ def checked_page(browser, request) -> Iterator[CheckedPage]:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     checked = CheckedPage(page, name)
     page.on("pageerror", lambda error: checked.problems.append(f"uncaught: {error}"))
-    page.on(
-        "requestfailed",
-        lambda r: checked.problems.append(f"request failed: {r.url} ({r.failure})"),
-    )
+    page.on("request", lambda r: checked.in_flight.add(r))
+    page.on("requestfinished", lambda r: checked.in_flight.discard(r))
+
+    def failed(request) -> None:
+        checked.in_flight.discard(request)
+        checked.problems.append(f"request failed: {request.url} ({request.failure})")
+
+    page.on("requestfailed", failed)
     page.on(
         "response",
         lambda r: r.status >= 400 and checked.problems.append(f"HTTP {r.status}: {r.url}"),
     )
     yield checked
     checked.screenshot()
+    problems = checked.unexpected()  # before closing, which cancels what is still loading
     context.close()
-    assert checked.unexpected() == []
+    assert problems == []
 
 
 def pytest_configure(config: pytest.Config) -> None:
