@@ -82,7 +82,13 @@ class TicketProcessor:
         self._stop = threading.Event()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tickets-json")
         self.batches = 0
-        self.totals = {"messages": 0, "routed": 0, "new_tickets": 0, "dead_letters": 0}
+        self.totals = {
+            "messages": 0,
+            "routed": 0,
+            "new_tickets": 0,
+            "dead_letters": 0,
+            "commits_failed": 0,  # shown when the processor stops (redelivered, not lost)
+        }
         self._lag_checked = 0.0
         self._next_offset: dict[int, int] = {}  # per partition, the offset after the last taken
         self.skipped_repeats = 0
@@ -296,11 +302,24 @@ class TicketProcessor:
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            # the partitions moved to another member in a rebalance: it redelivers this
-            # batch from the last commit, and the idempotent writes make that harmless
-            log.warning(
-                "tickets: commit of %s failed (%s); the batch will be redelivered", offsets, exc
-            )
+            self.totals["commits_failed"] += 1
+            log.warning("tickets: commit of %s failed (%s); the batch is taken again", offsets, exc)
+            self._rewind(consumer, result)
+
+    def _rewind(self, consumer: Any, result: BatchResult) -> None:
+        """After a failed commit, the batch again from its first offsets before anything
+        newer. Files are keyed by a batch's first offset, so at most one batch per
+        partition may be written and not committed: a crash now redelivers that one,
+        whatever its new size, onto its own keys; a second uncommitted batch, redelivered
+        merged with the first, would leave its tickets in two files."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        for partition, (first, _) in result.offsets.items():
+            self._next_offset[partition] = first
+            try:
+                consumer.seek(TopicPartition(self.stream.topic, partition, first))
+            except KafkaException:  # revoked: its new owner starts from the last commit
+                self._next_offset.pop(partition, None)
 
     def _account(self, result: BatchResult) -> None:
         self.batches += 1

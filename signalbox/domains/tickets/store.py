@@ -5,8 +5,9 @@ committed only after both) changes nothing:
 - object store: one file per partition of the batch, named by the partition and the
   batch's first offset there, in the folder of that first message's day (its Kafka
   timestamp): `tickets/routed/date=D/batch=p0-o000000000042.jsonl`. Offsets are committed
-  after every batch, so at most one batch per partition is ever redelivered, and it
-  starts at that same offset: it overwrites the same key, whatever its size;
+  after every batch (a failed commit takes its batch again before anything newer), so
+  at most one batch per partition is ever redelivered, and it starts at that same
+  offset: it overwrites the same key, whatever its size;
 - warehouse: `raw.tickets_routed` keeps the first row per ticket id, and the window
   aggregates are incremented only by tickets that row insert was new for, in the same
   statement; dead letters are keyed by topic, partition and offset.

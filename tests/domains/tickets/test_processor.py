@@ -147,6 +147,51 @@ def test_a_redelivered_batch_changes_no_output(kafka, stream, store, warehouse):
     assert_exactly_once(outputs(warehouse, store), {t.ticket_id for t in tickets})
 
 
+class CommitsRefused(TicketProcessor):
+    """Its first commits refused by the group, as in a rebalance (a fault the broker will
+    not give on demand)."""
+
+    refusals = 2
+
+    def _commit(self, consumer, result) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        class Refusing:  # the consumer, but for its commits
+            def commit(self, **_):
+                raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+
+            def __getattr__(self, name):
+                return getattr(consumer, name)
+
+        refused = self.totals["commits_failed"] < self.refusals
+        super()._commit(Refusing() if refused else consumer, result)
+
+
+def test_a_refused_commit_takes_its_batch_again_before_anything_newer(
+    kafka, stream, store, warehouse
+):
+    """Two batches whose commits were refused, then a crash: what comes again, in another
+    size, lands on the same files (a second batch written past a failed commit would
+    leave its tickets in two files)."""
+    tickets = list(generate(150, seed=6))
+    produce_tickets(kafka, stream.topic, stream.partitions, 150, tickets=tickets)
+    refused = CommitsRefused(kafka, warehouse, store, changed(stream, {"max_batch": 40}))
+    refused.run(max_batches=2)  # then gone, as if killed: nothing committed
+    assert refused.totals["commits_failed"] == 2
+    again = TicketProcessor(kafka, warehouse, store, changed(stream, {"max_batch": 500}))
+    again.run(idle_exit=3)
+    assert again.totals["new_tickets"] == 150 - refused.totals["new_tickets"]
+    assert_exactly_once(outputs(warehouse, store), {t.ticket_id for t in tickets})
+    # refused, then accepted: the processor goes on and takes every ticket once
+    more = list(generate(100, seed=7))
+    produce_tickets(kafka, stream.topic, stream.partitions, 100, tickets=more)
+    recovering = CommitsRefused(kafka, warehouse, store, changed(stream, {"max_batch": 30}))
+    recovering.run(idle_exit=3)
+    assert recovering.totals["commits_failed"] == 2
+    assert recovering.totals["new_tickets"] == 100
+    assert_exactly_once(outputs(warehouse, store), {t.ticket_id for t in tickets + more})
+
+
 CRASHING_PROCESSOR = textwrap.dedent(
     """
     import os, signal, sys
