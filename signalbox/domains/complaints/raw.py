@@ -3,9 +3,12 @@
 Two layers of retries, as the seed asked for (10 retries, 30 s apart) plus what every
 external call gets: the HTTP client retries each request (5xx, 424, timeouts, truncated
 or malformed bodies, 429 after Retry-After); when a request still fails, the step fails
-and Dagster's `RetryPolicy` re-runs it (10 retries, 30 s base delay, exponential backoff,
-plus-minus jitter). A re-run is cheap: pages already stored are unchanged upserts. Errors
-that a retry cannot fix (a record without its key, a 4xx) fail at once instead.
+and Dagster's `RetryPolicy` re-runs it (10 retries, 30 s, 60 s, ... 300 s apart: linear
+backoff with plus-minus jitter, ~28 minutes in all; exponential would wait ~17 hours and
+hold a run slot past the next day's run). A re-run is cheap: pages already stored are
+unchanged upserts. Errors that a retry cannot fix (a record without its key, a 4xx) fail
+at once instead; an outage longer than the retries fails the run, and the next sensor
+tick tries again.
 """
 
 import os
@@ -42,7 +45,7 @@ FRESHNESS = dg.FreshnessPolicy.time_window(
 
 
 def complaints_retry_policy(environ: Mapping[str, str] | None = None) -> dg.RetryPolicy:
-    """The seed's 10 x 30 s, with exponential backoff and jitter. The base delay can be
+    """The seed's 10 x 30 s, with linear backoff and jitter. The base delay can be
     shortened with SIGNALBOX_COMPLAINTS_RETRY_DELAY_SECONDS (read when the definitions
     load: a RetryPolicy is part of the asset's definition, not of its run config)."""
     environ = os.environ if environ is None else environ
@@ -56,7 +59,7 @@ def complaints_retry_policy(environ: Mapping[str, str] | None = None) -> dg.Retr
     return dg.RetryPolicy(
         max_retries=MAX_RETRIES,
         delay=delay,
-        backoff=dg.Backoff.EXPONENTIAL,
+        backoff=dg.Backoff.LINEAR,  # bounded: 30 s ... 300 s, ~28 min in all
         jitter=dg.Jitter.PLUS_MINUS,
     )
 

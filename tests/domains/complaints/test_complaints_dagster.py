@@ -68,7 +68,15 @@ def error_chain(error) -> list:
 def test_retry_policy_is_the_seeds_with_backoff_and_jitter():
     policy = complaints_retry_policy({})
     assert (policy.max_retries, policy.delay) == (10, 30.0)
-    assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
+    assert policy.backoff == dg.Backoff.LINEAR and policy.jitter == dg.Jitter.PLUS_MINUS
+    # an outage is ridden out for about half an hour, not a day: the longest wait in all
+    # (every jitter at its top) stays under 35 minutes, the longest gap under 6
+    gaps = [
+        dg.RetryPolicy(max_retries=10, delay=30.0, backoff=policy.backoff).calculate_delay(n)
+        + policy.delay
+        for n in range(1, policy.max_retries + 1)
+    ]
+    assert sum(gaps) < 35 * 60 and max(gaps) < 6 * 60
     assert complaints_retry_policy({RETRY_DELAY_ENV: "0.5"}).delay == 0.5
     for bad in ("soon", "-1"):
         with pytest.raises(ValueError, match=RETRY_DELAY_ENV):
