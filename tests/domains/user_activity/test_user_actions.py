@@ -456,8 +456,10 @@ def test_daily_dimensions_from_dbt_equal_pandas_on_generated_data(clickhouse, si
     assert daily_dimensions(clickhouse, DBT_DAY) == expected
 
 
-def dbt_build(clickhouse, signalbox_home: Path, first: date, last: date, select: str) -> None:
-    vars_ = f"{{min_date: '{first}', max_date: '{last}'}}"
+def dbt_build(
+    clickhouse, signalbox_home: Path, first: date, last: date, select: str, more_vars: str = ""
+) -> None:
+    vars_ = f"{{min_date: '{first}', max_date: '{last}'{more_vars}}}"
     with clickhouse.dbt_lock("test: dbt build") as env:
         result = subprocess.run(
             [DBT, "build", "--select", select, "--vars", vars_]
@@ -498,6 +500,40 @@ def raw_day(clickhouse, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
             parameters={"d": day},
         )
     return feed, messages
+
+
+def test_a_run_drops_what_killed_builds_left_once_no_run_can_still_own_it(
+    clickhouse, signalbox_home
+):
+    """A build killed between creating `<model>__dbt_new_data_<id>` and swapping it in
+    leaves that table; the next run drops it once older than `dead_build_hours` (a run
+    still building is younger), and nothing else."""
+    GeneratedUserActions(users=500, feed_events_per_day=2_000, messages_per_day=300,
+                         seed=3, anomalies="").land(clickhouse, DBT_DAY)  # fmt: skip
+    left = [
+        f"`{DATABASE}_marts`.activity_kpis_daily__dbt_new_data_0f3a",
+        f"`{DATABASE}_marts`.activity_metrics_15min__dbt_backup",
+    ]  # of models this run does not build (dbt drops a built model's own `__dbt_tmp`)
+    kept = f"`{DATABASE}_marts`.kpis_by_hand"  # a table of someone's own
+    clickhouse.command(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}_marts`")
+    for table in (*left, kept):
+        clickhouse.command(f"CREATE TABLE {table} (n UInt8) ENGINE = MergeTree ORDER BY n")
+
+    def tables() -> set[str]:
+        return {
+            f"`{database}`.{name}"
+            for database, name in clickhouse.query(
+                "SELECT database, name FROM system.tables WHERE database LIKE {d:String}",
+                {"d": f"{DATABASE}%"},
+            )
+        }
+
+    model = "+int_activity__user_daily"
+    dbt_build(clickhouse, signalbox_home, DBT_DAY, DBT_DAY, model)  # 6 h: too young
+    assert {*left, kept} <= tables()
+    dbt_build(clickhouse, signalbox_home, DBT_DAY, DBT_DAY, model, ", dead_build_hours: 0")
+    assert not set(left) & tables() and kept in tables()
+    clickhouse.command(f"DROP TABLE {kept}")
 
 
 def test_receivers_take_their_latest_profile_and_the_marts_reach_the_warehouse(
