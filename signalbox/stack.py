@@ -139,11 +139,13 @@ def attach_to_local_stack() -> bool:
 
 @stand_in("warehouse (embedded PostgreSQL)", unless="SIGNALBOX_WAREHOUSE_URL", order=0)
 def _warehouse(stack: LocalStack) -> str:
-    from signalbox.platform.embedded import embedded_postgres
+    from signalbox.platform.embedded import LAZY_MARKER, embedded_postgres
 
     server = embedded_postgres()
-    was_running = server.running_port() is not None
+    lazily_started = server.data_dir.parent / LAZY_MARKER  # by a Dagster process: adopted
+    was_running = server.running_port() is not None and not lazily_started.exists()
     url = server.start()
+    lazily_started.unlink(missing_ok=True)
     if not was_running:
         stack.on_stop(server.stop)
     stack.export(SIGNALBOX_WAREHOUSE_URL=url)

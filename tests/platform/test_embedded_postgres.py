@@ -134,3 +134,49 @@ def test_a_cluster_that_trusted_everyone_gets_a_password_on_its_next_start(scrat
             host="127.0.0.1", port=server.running_port(), user="postgres", dbname="signalbox"
         )
     psycopg2.connect(server.url()).close()
+
+
+LAZY_USER = """
+import sys
+from signalbox.platform.embedded import embedded_warehouse_url
+print(embedded_warehouse_url(), flush=True)
+sys.stdin.readline()  # in use until told to leave
+"""
+
+
+def test_a_lazily_started_warehouse_is_stopped_by_the_last_process_using_it(scratch):
+    """Two Dagster processes need the warehouse and nothing started it: the first starts
+    it, and leaving first does not stop it under the second; the second, last out, does."""
+    import subprocess
+    import sys
+
+    from signalbox.platform.embedded import LAZY_MARKER
+
+    env = {**os.environ, "SIGNALBOX_HOME": str(scratch)}
+    env.pop("SIGNALBOX_WAREHOUSE_URL", None)
+
+    def user() -> tuple[subprocess.Popen, str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", LAZY_USER],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        return process, process.stdout.readline().strip()
+
+    server = EmbeddedPostgres(scratch / "postgres")
+    try:
+        (first, url), (second, again) = user(), user()
+        assert url.startswith("postgresql://") and again == url
+        assert (scratch / LAZY_MARKER).exists()
+        first.communicate("\n", timeout=120)  # the starter leaves first
+        assert first.returncode == 0 and server.running_port() is not None
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("select 1")  # the second still works
+        conn.close()
+        second.communicate("\n", timeout=120)
+        assert second.returncode == 0
+        assert server.running_port() is None and not (scratch / LAZY_MARKER).exists()
+    finally:
+        server.stop()
