@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -95,15 +96,19 @@ def run_demo(once: bool, port: int = 3000, bi: int | None = None) -> int:
             print(f"  {name}: {_shown(url)}")
         print(f"  tickets stream (processor and producer): log {log}")
         if bi:  # alerts and the report link to the dashboards
+            from signalbox.bi.superset import Superset, running_superset
+
             stack.default(SIGNALBOX_DASHBOARD_URL=f"http://127.0.0.1:{bi}")
+            superset = Superset.local(bi)  # its set-up needs no data: beside materializing
+            preparing = running.enter_context(ThreadPoolExecutor(1)).submit(superset.prepare)
         from signalbox.demo import materialize_all
 
         ok = materialize_all(send_alerts_now=once)
         print(f"demo: materialized in {time.monotonic() - started:.0f}s")
         if bi:
-            from signalbox.bi.superset import running_superset
-
-            running.enter_context(running_superset(os.environ["SIGNALBOX_WAREHOUSE_URL"], bi))
+            preparing.result()
+            warehouse = os.environ["SIGNALBOX_WAREHOUSE_URL"]
+            running.enter_context(running_superset(warehouse, bi, prepared=superset))
         if once:
             return 0 if ok else 1
         ui = start_ui(port)
@@ -131,7 +136,8 @@ def run_bi(port: int = 8088, reset_password: bool = False) -> int:
     if reset_password:
         superset = Superset.local(port)
         superset.prepare()
-        print(f"Superset: log in as admin with the password {superset.reset_password()}")
+        password = superset.create_admin() or superset.reset_password()
+        print(f"Superset: log in as admin with the password {password}")
         return 0
     with contextlib.ExitStack() as running:
         if not attach_to_local_stack() and not os.environ.get("SIGNALBOX_WAREHOUSE_URL"):

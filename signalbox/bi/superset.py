@@ -33,8 +33,7 @@ import psycopg2.extensions
 import requests
 
 from signalbox.bi import BiError, bundle
-from signalbox.platform.embedded.postgres import write_private
-from signalbox.platform.settings import PROJECT_ROOT, signalbox_home
+from signalbox.platform.settings import PROJECT_ROOT, signalbox_home, write_private
 
 SUPERSET_ENV = "SIGNALBOX_SUPERSET"
 DEFAULT_PORT = 8088
@@ -136,27 +135,35 @@ class Superset:
 
     # ------------------------------------------------------------------ set-up
 
-    def prepare(self) -> str | None:
-        """Config, metadata schema, roles; on the first start the admin user, whose
-        generated password is returned (None on later starts)."""
+    def prepare(self) -> None:
+        """Config, secret key, metadata schema and roles: the slow part of a first start
+        (~20 s), needing no warehouse, so a demo runs it while it materializes."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o700)
         secret = self.home / "secret_key"
         if not secret.exists():
             write_private(secret, secrets.token_urlsafe(48))
         (self.home / "superset_config.py").write_text(CONFIG)
-        first_start = not (self.home / "superset.db").exists()
         self._run("db", "upgrade", what="db upgrade (the metadata schema)")
-        if not first_start:
+        initialized = self.home / "initialized"
+        if not initialized.exists():
+            self._run("init", what="init (roles and permissions)")
+            initialized.touch()
+
+    def create_admin(self) -> str | None:
+        """The `admin` user with a generated password, returned to be shown once; None when
+        the user exists (`reset_password` makes a new password)."""
+        created = self.home / "admin_created"
+        if created.exists():
             return None
-        self._run("init", what="init (roles and permissions)")
         password = secrets.token_urlsafe(12)
-        self._run(
+        output = self._run(
             "fab", "create-admin", "--username", ADMIN, "--firstname", "signalbox",
             "--lastname", "admin", "--email", "admin@localhost",
             stdin=f"{password}\n{password}\n", what="fab create-admin",
         )  # fmt: skip
-        return password
+        created.touch()
+        return None if "already exists" in output else password
 
     def reset_password(self) -> str:
         password = secrets.token_urlsafe(12)
@@ -234,12 +241,16 @@ class Superset:
 
 
 @contextlib.contextmanager
-def running_superset(warehouse_url: str, port: int = DEFAULT_PORT) -> Iterator[Superset]:
-    """Prepared, dashboards imported, serving on 127.0.0.1:port; stopped on exit. The
-    first start prints the admin password (once)."""
-    superset = Superset.local(port)
+def running_superset(
+    warehouse_url: str, port: int = DEFAULT_PORT, prepared: Superset | None = None
+) -> Iterator[Superset]:
+    """Prepared (unless `prepared` was), dashboards imported, serving on 127.0.0.1:port;
+    stopped on exit. The first start prints the admin password (once)."""
     started = time.monotonic()
-    if password := superset.prepare():  # shown before anything else can fail
+    superset = prepared or Superset.local(port)
+    if prepared is None:
+        superset.prepare()
+    if password := superset.create_admin():  # shown before anything else can fail
         print(f"\nSuperset: log in as {ADMIN} with the password {password}")
         print("  (shown this once; `signalbox bi --reset-password` makes a new one)")
     imported = superset.import_dashboards(warehouse_url)

@@ -40,6 +40,14 @@ def signalbox_home() -> Path:
     return home
 
 
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner can read, never readable by others even for an instant."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+    path.chmod(0o600)
+
+
 def dagster_home() -> Path:
     """The local Dagster instance's home, with telemetry off unless its own dagster.yaml
     says otherwise (with it on, the UI loads a script from dagster.io: nothing of the local

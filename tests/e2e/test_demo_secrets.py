@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from pathlib import Path
 
 import psutil
 import pytest
 import requests
+from leaks import files_holding
 
 from signalbox.platform.settings import DBT_ROOT
 
@@ -69,20 +69,6 @@ def non_loopback_listeners(sockets: list[tuple[psutil.Process, object]]) -> list
         if listening and not ipaddress.ip_address(sock.laddr.ip).is_loopback:
             found.append(f"{process.pid} on {sock.laddr.ip}:{sock.laddr.port}")
     return found
-
-
-def files_holding(root: Path, secrets: dict[str, str], skip: tuple[str, ...] = ()) -> list[str]:
-    hits = []
-    needles = {name: value.encode() for name, value in secrets.items()}
-    for path in root.rglob("*"):
-        if not path.is_file() or path.is_symlink() or path.name in skip:
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        hits += [f"{name} in {path}" for name, needle in needles.items() if needle in data]
-    return hits
 
 
 @pytest.mark.slow

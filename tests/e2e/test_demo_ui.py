@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 import pytest
 import requests
+from leaks import files_holding
 
 GRAPH = """{ assetNodes { assetKey { path } dependencyKeys { path } } }"""
 MATERIALIZATIONS = """{ assetsOrError { ... on AssetConnection { nodes {
@@ -45,6 +46,7 @@ def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked
     look_at_the_ui(checked_page, f"http://127.0.0.1:{port}")
     lose_a_conversation_and_see_the_check_fail_red(checked_page, demo, f"http://127.0.0.1:{port}")
     look_at_the_dashboards(checked_page, demo.log.read_text(), f"http://127.0.0.1:{bi_port}")
+    superset_keeps_its_secrets(demo)
     graphql = f"http://127.0.0.1:{port}/graphql"
 
     nodes = requests.post(graphql, json={"query": GRAPH}, timeout=30).json()["data"]
@@ -119,13 +121,13 @@ def look_at_the_ui(checked, base: str) -> None:
     page with its latest materialization and its checks."""
     page = checked.page
     requests.post(f"{base}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30)
-    page.goto(f"{base}/asset-groups", wait_until="networkidle")
+    checked.goto(f"{base}/asset-groups", wait_until="networkidle")
     for group in ("mailbox", "game_timelines", "complaints", "user_activity", "tickets"):
         page.wait_for_selector(f"text={group}", timeout=60_000)
     checked.timed("-lineage")
     checked.screenshot("-lineage")
     # raw -> staging -> marts: the edges drawn between the staging model and its neighbours
-    page.goto(f"{base}/assets/staging/stg_helpscout__conversations?view=lineage")
+    checked.goto(f"{base}/assets/staging/stg_helpscout__conversations?view=lineage")
     names = ["helpscout_conversations", "stg_helpscout__conversations"]
     names += ["fct_helpscout__conversations"]
     for name in names:
@@ -140,11 +142,11 @@ def look_at_the_ui(checked, base: str) -> None:
     assert joined(edges, raw, staging) and joined(edges, staging, mart), (raw, staging, edges)
     checked.timed("-edges")
     checked.screenshot("-edges")
-    page.goto(f"{base}/assets/raw/helpscout_conversations", wait_until="networkidle")
+    checked.goto(f"{base}/assets/raw/helpscout_conversations", wait_until="networkidle")
     page.wait_for_selector("text=Latest materialization", timeout=60_000)
     checked.timed("-asset")
     checked.screenshot("-asset")
-    page.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
+    checked.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
     page.locator("text=helpscout_conversations_match_api >> visible=true").first.wait_for(
         timeout=60_000
     )
@@ -180,7 +182,7 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
     checked.allow(r"gateway\.scarf\.sh/pixel.*csp", "Superset's analytics pixel, blocked")
     # the login form's own POST (with its CSRF token), from the page's context: typing
     # into the form raced its scripts once in CI and the page stayed on /login
-    page.goto(f"{base}/login/", wait_until="networkidle")
+    checked.goto(f"{base}/login/", wait_until="networkidle")
     token = page.input_value("#csrf_token")
     answer = page.request.post(
         f"{base}/login/",
@@ -196,7 +198,7 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
     for dashboard in load_dashboards():
         answers.clear()
         charts = len(dashboard.spec["charts"])
-        page.goto(f"{base}/superset/dashboard/{dashboard.slug}/", wait_until="networkidle")
+        checked.goto(f"{base}/superset/dashboard/{dashboard.slug}/", wait_until="networkidle")
         holders = page.locator('[data-test="chart-container"]')
         deadline = time.monotonic() + 90
         while True:
@@ -211,7 +213,6 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
         checked.timed(f"-{dashboard.slug}", slowest_chart_query_ms=slowest_query)
         page.wait_for_timeout(1500)  # ECharts draws its lines in an animation of about 1 s
         checked.screenshot(f"-{dashboard.slug}")
-        checked.settle()  # before the next dashboard: leaving would cancel its requests
         assert holders.count() == charts, dashboard.slug
         assert all(a["status"] == 200 and a["rows"] and min(a["rows"]) > 0 for a in answers), (
             dashboard.slug,
@@ -221,6 +222,26 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
         assert errors.count() == 0, (dashboard.slug, errors.all_inner_texts())
         slowest.append((slowest_query, dashboard.slug))
     print("dashboards' slowest chart query (ms):", json.dumps(sorted(slowest)[-1]))
+
+
+def superset_keeps_its_secrets(demo) -> None:
+    """What `--bi` adds under SIGNALBOX_HOME/superset (its metadata, config, logs) holds in
+    the clear neither the admin password (printed once), nor the warehouse owner's
+    password, nor its own secret key (kept in one 0600 file); the rendered import, which
+    carries the reader's password, is gone."""
+    superset = demo.home / "superset"
+    assert superset.stat().st_mode & 0o777 == 0o700
+    assert (superset / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert not list(superset.glob("import-*"))
+    log = demo.log.read_text()
+    secrets = {
+        "admin password": re.search(r"log in as admin with the password (\S+)", log).group(1),
+        "warehouse password": (demo.home / "postgres.password").read_text().strip(),
+        "secret key": (superset / "secret_key").read_text().strip(),
+    }
+    assert files_holding(superset, secrets, skip=("secret_key",)) == []
+    assert log.count(secrets["admin password"]) == 1  # shown once
+    assert secrets["secret key"] not in log and secrets["warehouse password"] not in log
 
 
 def box_of(page, name: str) -> dict:
@@ -293,7 +314,7 @@ def lose_a_conversation_and_see_the_check_fail_red(checked, demo, base: str) -> 
     assert status == "SUCCESS", status  # the run succeeds; its check reports the loss
 
     page = checked.page
-    page.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
+    checked.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
     page.get_by_text("Failed", exact=True).first.wait_for(timeout=60_000)
     colours = page.eval_on_selector_all(
         "text=Failed",
@@ -329,7 +350,7 @@ def follow_the_alerts_link(checked, link: str) -> None:
         "request",
         lambda r: "/api/v1/chart/data" in r.url and r.post_data and asked.append(r.post_data_json),
     )
-    page.goto(link, wait_until="networkidle")
+    checked.goto(link, wait_until="networkidle")
     deadline = time.monotonic() + 60
     while True:
         metric_queries = [

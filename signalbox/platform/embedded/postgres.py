@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg2
 
 from signalbox.platform.embedded.ports import free_port
+from signalbox.platform.settings import write_private
 
 DATABASE = "signalbox"
 SUPERUSER = "postgres"
@@ -351,14 +352,6 @@ def _advice(blocked: Path, data_dir: Path) -> str:
         f"{data_dir} (PostgreSQL refuses root): set SIGNALBOX_HOME to a folder whose parents "
         f"others may enter, or run `chmod o+x {blocked}`."
     )
-
-
-def write_private(path: Path, text: str) -> None:
-    """A file only its owner can read, never readable by others even for an instant."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text + "\n")
-    path.chmod(0o600)
 
 
 def _open_for_others(root: Path) -> None:
