@@ -1,6 +1,8 @@
-"""Two runs that both use the embedded ClickHouse, started at the same moment in separate
+"""Two runs that both use the embedded engines, started at the same moment in separate
 processes (as the daemon launches them), must both succeed: chDB lets one process open its
-data directory at a time, and the engine guard queues the second instead of crashing it."""
+data directory at a time, and the engine guard queues the second instead of crashing it;
+the embedded PostgreSQL (the runs publish the activity marts there), which nothing
+started, is started by one of them, used by both, and stopped by the last one out."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import subprocess
 import sys
 
 import dagster as dg
+import psycopg2
 
 from signalbox.platform.clickhouse import ClickHouseResource
 from signalbox.platform.embedded import embedded_postgres
 from signalbox.platform.settings import PROJECT_ROOT
+from signalbox.platform.warehouse import libpq_url
 
 RUN = """
 import sys, dagster as dg
@@ -30,18 +34,11 @@ def test_two_clickhouse_runs_at_once_both_succeed(
     # the instance exists before runs are launched (as under `dagster dev`): two processes
     # creating a fresh SQLite storage at once would race on its schema migration
     dg.DagsterInstance.from_config(str(home / "dagster")).dispose()
-    # the warehouse (the activity marts are published there) is up before the runs, as
-    # the local stack keeps it under `dagster dev`: neither run owns it
+    # no warehouse is up (no stack, no SIGNALBOX_WAREHOUSE_URL): the runs start it lazily
     monkeypatch.setenv("SIGNALBOX_HOME", str(home))
     warehouse = embedded_postgres()
-    url = warehouse.start()
     request.addfinalizer(warehouse.stop)
-    env = env_for(
-        home,
-        SIGNALBOX_ACTIVITY_ANOMALIES="",
-        DAGSTER_HOME=str(home / "dagster"),
-        SIGNALBOX_WAREHOUSE_URL=url,
-    )
+    env = env_for(home, SIGNALBOX_ACTIVITY_ANOMALIES="", DAGSTER_HOME=str(home / "dagster"))
     days = ["2026-11-20", "2026-11-21"]
     runs = [
         subprocess.Popen(
@@ -69,3 +66,9 @@ def test_two_clickhouse_runs_at_once_both_succeed(
         ).result_rows
     assert [day for day, rows in landed if rows > 0] == days
     assert [day for day, rows in modelled if rows > 0] == days
+    # the last run out stopped the warehouse; both published their day before that
+    assert warehouse.running_port() is None
+    with psycopg2.connect(libpq_url(warehouse.start())) as conn, conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT event_date::text FROM activity.daily_dimensions ORDER BY 1")
+        assert [row[0] for row in cur.fetchall()] == days
+    conn.close()
