@@ -36,7 +36,8 @@ log = logging.getLogger("signalbox.tickets")
 
 
 class ProcessorError(RuntimeError):
-    """A batch could not be written after every attempt; nothing of it was committed."""
+    """A batch could not be written after every attempt, or taken again after a refused
+    commit; nothing of it was committed."""
 
 
 @dataclass
@@ -314,12 +315,19 @@ class TicketProcessor:
         merged with the first, would leave its tickets in two files."""
         from confluent_kafka import KafkaException, TopicPartition
 
+        owned = {tp.partition for tp in consumer.assignment()}
         for partition, (first, _) in result.offsets.items():
+            if partition not in owned:  # revoked: its new owner starts from the last commit
+                self._next_offset.pop(partition, None)
+                continue
             self._next_offset[partition] = first
             try:
                 consumer.seek(TopicPartition(self.stream.topic, partition, first))
-            except KafkaException:  # revoked: its new owner starts from the last commit
-                self._next_offset.pop(partition, None)
+            except KafkaException as exc:  # stop: a restart starts from the last commit
+                raise ProcessorError(
+                    f"partition {partition}: commit refused and the batch could not be taken "
+                    f"again from offset {first} ({exc}); stopping, nothing is lost"
+                ) from exc
 
     def _account(self, result: BatchResult) -> None:
         self.batches += 1

@@ -192,6 +192,38 @@ def test_a_refused_commit_takes_its_batch_again_before_anything_newer(
     assert_exactly_once(outputs(warehouse, store), {t.ticket_id for t in tickets + more})
 
 
+def test_a_refused_commit_leaves_a_revoked_partition_to_its_owner_and_stops_if_it_cannot_rewind(
+    kafka, stream, store, warehouse
+):
+    """What a real group gives only in a badly timed rebalance, on a stand-in consumer."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from signalbox.domains.tickets.process import BatchResult
+
+    class Consumer:
+        def __init__(self, owned, seek_fails=False):
+            self.owned, self.seek_fails, self.sought = owned, seek_fails, []
+
+        def assignment(self):
+            return [TopicPartition(stream.topic, p) for p in self.owned]
+
+        def seek(self, tp):
+            if self.seek_fails:
+                raise KafkaException(KafkaError(KafkaError._STATE))
+            self.sought.append((tp.partition, tp.offset))
+
+    processor = TicketProcessor(kafka, warehouse, store, stream)
+    batch = BatchResult(batch_ids=[], messages=3, routed=3, new_tickets=3, dead_letters=0,
+                        default_team=0, offsets={0: (10, 11), 1: (20, 20)}, files=[],
+                        reasons={}, seconds=0.1)  # fmt: skip
+    processor._next_offset = {0: 12, 1: 21}
+    kept = Consumer(owned=[0])  # partition 1 went to another member
+    processor._rewind(kept, batch)
+    assert kept.sought == [(0, 10)] and processor._next_offset == {0: 10}
+    with pytest.raises(ProcessorError, match="offset 10"):
+        processor._rewind(Consumer(owned=[0], seek_fails=True), batch)
+
+
 CRASHING_PROCESSOR = textwrap.dedent(
     """
     import os, signal, sys
