@@ -253,6 +253,9 @@ def running_superset(
     if password := superset.create_admin():  # shown before anything else can fail
         print(f"\nSuperset: log in as {ADMIN} with the password {password}")
         print("  (shown this once; `signalbox bi --reset-password` makes a new one)")
+    else:
+        print(f"\nSuperset: log in as {ADMIN}: the first start printed its password")
+        print("  (`signalbox bi --reset-password` makes a new one)")
     imported = superset.import_dashboards(warehouse_url)
     superset.start()
     try:
