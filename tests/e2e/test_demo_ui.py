@@ -28,7 +28,7 @@ ROUTED = """{ assetOrError(assetKey: {path: ["raw", "tickets_routed"]}) { ... on
 
 def new_tickets(graphql: str) -> int:
     """Tickets the processor reported as new, over its batches' materializations."""
-    asset = requests.post(graphql, json={"query": ROUTED}, timeout=30).json()["data"]
+    asset = post(graphql, ROUTED)
     return sum(
         entry.get("intValue") or 0
         for event in asset["assetOrError"]["assetMaterializations"]
@@ -49,7 +49,7 @@ def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked
     superset_keeps_its_secrets(demo)
     graphql = f"http://127.0.0.1:{port}/graphql"
 
-    nodes = requests.post(graphql, json={"query": GRAPH}, timeout=30).json()["data"]
+    nodes = post(graphql, GRAPH)
     edges = {
         ("/".join(dep["path"]), "/".join(node["assetKey"]["path"]))
         for node in nodes["assetNodes"]
@@ -59,10 +59,10 @@ def test_demo_serves_lineage_and_materializations(demo_with_ui, env_for, checked
     assert ("staging/stg_helpscout__conversations", "marts/fct_helpscout__conversations") in edges
     assert ("marts/mailbox_emails_daily", "marts/mailbox_event_impact") in edges
 
-    assets = requests.post(graphql, json={"query": MATERIALIZATIONS}, timeout=30).json()
+    assets = post(graphql, MATERIALIZATIONS)
     materialized = {
         "/".join(n["key"]["path"])
-        for n in assets["data"]["assetsOrError"]["nodes"]
+        for n in assets["assetsOrError"]["nodes"]
         if n["assetMaterializations"]
     }
     assert {"raw/helpscout_conversations", "marts/mailbox_emails_hourly"} <= materialized
@@ -120,7 +120,7 @@ def look_at_the_ui(checked, base: str) -> None:
     """The UI in a browser: the global lineage with every domain's group, and an asset's
     page with its latest materialization and its checks."""
     page = checked.page
-    requests.post(f"{base}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30)
+    post(f"{base}/graphql", "mutation { setNuxSeen }")
     checked.goto(f"{base}/asset-groups", wait_until="networkidle")
     for group in ("mailbox", "game_timelines", "complaints", "user_activity", "tickets"):
         page.wait_for_selector(f"text={group}", timeout=60_000)
