@@ -26,7 +26,7 @@ def test_an_alert_shows_with_its_chart_loaded(chat, checked_page):
     )
 
     page = checked_page.page
-    checked_page.goto(chat.page_url, wait_until="networkidle")
+    page.goto(chat.page_url, wait_until="networkidle")
     page.wait_for_selector("img")
     assert "Anomaly" in page.inner_text("body") and "views = 20" in page.inner_text("body")
     loaded = page.eval_on_selector_all(

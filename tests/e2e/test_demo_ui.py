@@ -121,13 +121,13 @@ def look_at_the_ui(checked, base: str) -> None:
     page with its latest materialization and its checks."""
     page = checked.page
     post(f"{base}/graphql", "mutation { setNuxSeen }")
-    checked.goto(f"{base}/asset-groups", wait_until="networkidle")
+    page.goto(f"{base}/asset-groups", wait_until="networkidle")
     for group in ("mailbox", "game_timelines", "complaints", "user_activity", "tickets"):
         page.wait_for_selector(f"text={group}", timeout=60_000)
     checked.timed("-lineage")
     checked.screenshot("-lineage")
     # raw -> staging -> marts: the edges drawn between the staging model and its neighbours
-    checked.goto(f"{base}/assets/staging/stg_helpscout__conversations?view=lineage")
+    page.goto(f"{base}/assets/staging/stg_helpscout__conversations?view=lineage")
     names = ["helpscout_conversations", "stg_helpscout__conversations"]
     names += ["fct_helpscout__conversations"]
     for name in names:
@@ -142,11 +142,11 @@ def look_at_the_ui(checked, base: str) -> None:
     assert joined(edges, raw, staging) and joined(edges, staging, mart), (raw, staging, edges)
     checked.timed("-edges")
     checked.screenshot("-edges")
-    checked.goto(f"{base}/assets/raw/helpscout_conversations", wait_until="networkidle")
+    page.goto(f"{base}/assets/raw/helpscout_conversations", wait_until="networkidle")
     page.wait_for_selector("text=Latest materialization", timeout=60_000)
     checked.timed("-asset")
     checked.screenshot("-asset")
-    checked.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
+    page.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
     page.locator("text=helpscout_conversations_match_api >> visible=true").first.wait_for(
         timeout=60_000
     )
@@ -182,7 +182,7 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
     checked.allow(r"gateway\.scarf\.sh/pixel.*csp", "Superset's analytics pixel, blocked")
     # the login form's own POST (with its CSRF token), from the page's context: typing
     # into the form raced its scripts once in CI and the page stayed on /login
-    checked.goto(f"{base}/login/", wait_until="networkidle")
+    page.goto(f"{base}/login/", wait_until="networkidle")
     token = page.input_value("#csrf_token")
     answer = page.request.post(
         f"{base}/login/",
@@ -198,7 +198,7 @@ def look_at_the_dashboards(checked, log: str, base: str) -> None:
     for dashboard in load_dashboards():
         answers.clear()
         charts = len(dashboard.spec["charts"])
-        checked.goto(f"{base}/superset/dashboard/{dashboard.slug}/", wait_until="networkidle")
+        page.goto(f"{base}/superset/dashboard/{dashboard.slug}/", wait_until="networkidle")
         holders = page.locator('[data-test="chart-container"]')
         deadline = time.monotonic() + 90
         while True:
@@ -314,7 +314,7 @@ def lose_a_conversation_and_see_the_check_fail_red(checked, demo, base: str) -> 
     assert status == "SUCCESS", status  # the run succeeds; its check reports the loss
 
     page = checked.page
-    checked.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
+    page.goto(f"{base}/assets/raw/helpscout_conversations?view=checks", wait_until="networkidle")
     page.get_by_text("Failed", exact=True).first.wait_for(timeout=60_000)
     colours = page.eval_on_selector_all(
         "text=Failed",
@@ -350,7 +350,7 @@ def follow_the_alerts_link(checked, link: str) -> None:
         "request",
         lambda r: "/api/v1/chart/data" in r.url and r.post_data and asked.append(r.post_data_json),
     )
-    checked.goto(link, wait_until="networkidle")
+    page.goto(link, wait_until="networkidle")
     deadline = time.monotonic() + 60
     while True:
         metric_queries = [

@@ -32,7 +32,7 @@ def test_docs_site_serves_every_project(run_cli, checked_page):
     # dbt-docs' own bundle asks for two unrendered template URLs (icons, favicon): 404s
     checked_page.allow(r"%7B%7B%20getIcon|%7Brequire\(", "dbt-docs requests unrendered URLs")
     model = "model.signalbox_warehouse.fct_helpscout__conversations"
-    checked_page.goto(f"{base}/warehouse/index.html#!/model/{model}", wait_until="networkidle")
+    page.goto(f"{base}/warehouse/index.html#!/model/{model}", wait_until="networkidle")
     page.wait_for_selector("h1 >> text=fct_helpscout__conversations")
     assert "first-response time" in page.inner_text("body")
     checked_page.timed("-model")
