@@ -60,11 +60,11 @@ class CheckedPage:
         self.allowed.append(re.compile(pattern))
 
     def failed(self, request) -> None:
-        """A request that did not complete. net::ERR_ABORTED is the page cancelling its own
-        request (an AbortController's abort(); Superset dropped a list request and a log
-        request so in CI), kept apart in `cancelled`; anything else (refused, reset,
-        blocked, timed out) is a problem. (Leaving a page cancels what it still loads
-        without any report: tests/browser/test_page_checks.py.)"""
+        """A request that did not complete. net::ERR_ABORTED is a cancel, not a failure:
+        the page's own (an AbortController's abort(); Superset dropped a list request and
+        a log request so in CI) or the test's, leaving a page that still loads (reported
+        so at times); kept apart in `cancelled`. Anything else (refused, reset, blocked,
+        timed out) is a problem. tests/browser/test_page_checks.py shows both."""
         if "ERR_ABORTED" in (request.failure or ""):
             self.cancelled.append(request.url)
         else:

@@ -63,7 +63,9 @@ def test_a_request_the_page_cancels_or_leaves_behind_is_not_a_failure(site, chec
     page.wait_for_timeout(400)
     page.goto(f"{site}/next", wait_until="load")  # while /slow?left still loads
     page.wait_for_timeout(300)
-    assert checked_page.cancelled == [f"{site}/slow"]
+    # the page's own cancel is reported; what the test left behind may be, or not (CI)
+    assert f"{site}/slow" in checked_page.cancelled
+    assert set(checked_page.cancelled) <= {f"{site}/slow", f"{site}/slow?left"}
     assert checked_page.unexpected() == []
 
 
