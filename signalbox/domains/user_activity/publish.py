@@ -140,6 +140,9 @@ def activity_marts_published(
             types = [postgres_type(kind.name) for kind in result.column_types]
             copies.append((spec, list(result.column_names), types, result.result_rows))
     with warehouse.connect() as conn, conn.cursor() as cur:
+        # one publisher at a time: two runs creating the schema, tables or view at once
+        # collide (`create ... if not exists` is not safe against a concurrent create)
+        cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"publish {SCHEMA}",))
         counts = {spec: publish_days(cur, spec, *rest, first, last) for spec, *rest in copies}
         unknown = unknown_shares(cur, first, last)
     for spec, rows in counts.items():
